@@ -1,3 +1,6 @@
-"""labctl: in-materia training of dopant network processing units by homodyne gradient extraction."""
+"""labctl: in-materia training of dopant network processing units.
+
+Training uses homodyne gradient extraction measured on the device itself.
+"""
 
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ Units: volts, amperes, seconds, hertz throughout.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -155,6 +156,30 @@ class ElectrodeBackend(ABC):
     def identity(self) -> dict[str, Any]:
         """Instrument identities and settings worth recording with every run."""
         return {"backend": type(self).__name__}
+
+    def reference_gradient(self, voltages_v: FloatArray) -> FloatArray | None:
+        """The device's true dI/dV (A/V) per electrode at ``voltages_v``, if the backend knows it.
+
+        Only a simulated device knows the truth; real backends return None. Used to show users
+        how accurate a measurement was, never by the measurement itself.
+        """
+        return None
+
+    def reference_hessian(self, voltages_v: FloatArray) -> FloatArray | None:
+        """The device's true d²I/dV² (A/V²), shape ``(n_electrodes, n_electrodes)``, or None."""
+        return None
+
+    def reference_resistor(
+        self, electrode_index: int, resistance_ohm: float
+    ) -> AbstractContextManager[None]:
+        """Context in which a known resistor replaces the device between an electrode and the output.
+
+        Backends with a switch matrix (or a simulated bench) implement it; others raise
+        NotImplementedError and the user connects the resistor by hand.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot switch in a reference resistor by itself"
+        )
 
     @property
     def electrode_names(self) -> tuple[str, ...]:

@@ -67,3 +67,35 @@ def hessian_fd(model: DeviceModel, voltages_v: FloatArray, step_v: float = 1e-3)
     return (currents[..., 0] - currents[..., 1] - currents[..., 2] + currents[..., 3]) / (
         4 * step_v**2
     )
+
+
+class ResistorModel:
+    """A known resistor between one voltage electrode and the grounded output.
+
+    Used as the reference device of a chain calibration: the current is exactly
+    ``V[electrode] / resistance_ohm``, in phase with the drive.
+    """
+
+    def __init__(self, n_electrodes: int, electrode_index: int, resistance_ohm: float) -> None:
+        if not 0 <= electrode_index < n_electrodes:
+            raise ValueError(f"electrode_index {electrode_index} outside 0..{n_electrodes - 1}")
+        if not resistance_ohm > 0:
+            raise ValueError(f"resistance_ohm must be positive, got {resistance_ohm}")
+        self._n = n_electrodes
+        self._index = electrode_index
+        self._resistance = float(resistance_ohm)
+
+    @property
+    def n_electrodes(self) -> int:
+        """Number of voltage electrodes."""
+        return self._n
+
+    @property
+    def voltage_ranges_v(self) -> FloatArray:
+        """No preferred range: +/-10 V on every electrode."""
+        return np.tile([-10.0, 10.0], (self._n, 1))
+
+    def current_a(self, voltages_v: FloatArray) -> FloatArray:
+        """``V[electrode] / R`` (A) per sample."""
+        v = np.atleast_2d(np.asarray(voltages_v, dtype=np.float64))
+        return v[:, self._index] / self._resistance

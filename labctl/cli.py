@@ -1,0 +1,312 @@
+"""The ``labctl`` command line.
+
+Exit codes: 0 success; 1 a run failed (instrument error, safety violation); 2 bad input (invalid
+configuration or arguments: nothing touched a device); 130 interrupted (Ctrl-C); 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from labctl import __version__
+from labctl.config import ConfigError, LoadedConfig, json_schema, load_config
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("labctl")
+
+
+def _load(path: str) -> LoadedConfig:
+    return load_config(path)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate each configuration file; report every problem."""
+    status = EXIT_OK
+    for path in args.config:
+        try:
+            loaded = _load(path)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        setup = loaded.setup
+        print(
+            f"{path}: OK (setup {setup.name!r}, backend {setup.backend.name!r}, "
+            f"{len(setup.electrodes)} electrodes)"
+        )
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the configuration."""
+    print(json_schema())
+    return EXIT_OK
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    """List the installed backends."""
+    from labctl.registry import available_backends, get_backend
+
+    for name in sorted(available_backends()):
+        try:
+            description = get_backend(name).description
+        except Exception as exc:  # a broken plug-in must not hide the others
+            description = f"(failed to load: {exc})"
+        print(f"{name:12s} {description}")
+    return EXIT_OK
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Apply the configured operating point or sweep and print the output current."""
+    from labctl.connect import build_device
+    from labctl.measure import measure
+
+    loaded = _load(args.config)
+    setup = loaded.setup
+    with build_device(loaded) as device:
+        points = measure(device, loaded.config)
+        device_seconds = device.device_seconds
+    names = [e.name for e in setup.electrodes]
+    header = [f"{n} (V)" for n in names] + ["I mean (nA)", "I sd (nA)", "saturated"]
+    rows = [
+        [f"{v:+.4f}" for v in p.voltages_v]
+        + [f"{p.mean_current_a[0] * 1e9:+.4f}", f"{p.std_current_a[0] * 1e9:.4f}", str(p.saturated)]
+        for p in points
+    ]
+    _print_table(header, rows)
+    print(f"device time: {device_seconds:.3f} s")
+    if args.output:
+        _save_points(Path(args.output), names, points)
+        print(f"saved {args.output}")
+    return EXIT_OK
+
+
+def _save_points(path: Path, names: list[str], points: list) -> None:
+    if path.suffix == ".json":
+        data = [
+            {
+                "voltages_v": dict(zip(names, map(float, p.voltages_v), strict=True)),
+                "mean_current_a": float(p.mean_current_a[0]),
+                "std_current_a": float(p.std_current_a[0]),
+                "saturated": p.saturated,
+            }
+            for p in points
+        ]
+        path.write_text(json.dumps(data, indent=2))
+        return
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [f"{n}_v" for n in names] + ["mean_current_a", "std_current_a", "saturated"]
+        )
+        for p in points:
+            writer.writerow(
+                [repr(float(v)) for v in p.voltages_v]
+                + [repr(float(p.mean_current_a[0])), repr(float(p.std_current_a[0])), p.saturated]
+            )
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _operating_point(loaded: LoadedConfig, overrides: Sequence[str]) -> list[float]:
+    """Rest voltages, then ``measure.operating_point``, then ``--at NAME=V`` overrides."""
+    from labctl.measure import operating_points
+
+    setup = loaded.setup
+    point = [float(v) for v in operating_points(loaded.config)[0]]
+    if loaded.config.measure.sweep is not None:
+        sweep = loaded.config.measure.sweep
+        point[setup.electrode_index(sweep.electrode)] = setup.electrodes[
+            setup.electrode_index(sweep.electrode)
+        ].rest_v
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--at {item!r}: expected ELECTRODE=VOLTS, e.g. --at e1=0.2")
+        try:
+            index = setup.electrode_index(name.strip())
+        except KeyError:
+            known = ", ".join(e.name for e in setup.electrodes)
+            raise UsageError(f"--at {item!r}: no electrode {name!r}; known: {known}") from None
+        try:
+            volts = float(value)
+        except ValueError:
+            raise UsageError(f"--at {item!r}: {value!r} is not a number of volts") from None
+        electrode = setup.electrodes[index]
+        if not electrode.min_v <= volts <= electrode.max_v:
+            raise UsageError(
+                f"--at {item!r}: {volts} V is outside {name}'s range "
+                f"[{electrode.min_v}, {electrode.max_v}] V"
+            )
+        point[index] = volts
+    return point
+
+
+def cmd_gradient(args: argparse.Namespace) -> int:
+    """Measure the gradient at an operating point and compare with the model if simulated."""
+    from labctl.connect import build_device
+    from labctl.homodyne.report import gradient_report, print_gradient_report
+    from labctl.homodyne.session import open_engine
+
+    loaded = _load(args.config)
+    point = _operating_point(loaded, args.at or [])
+    with build_device(loaded) as device:
+        engine, calibration_note = open_engine(device, loaded, curvature=args.curvature)
+        batch = engine.measure([point], mode=args.mode)
+        report = gradient_report(device, engine, batch, calibration_note)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_gradient_report(report)
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Measure the chain response against the reference resistor and save it."""
+    from labctl.connect import build_device
+    from labctl.homodyne.calibrate import (
+        calibration_frequencies,
+        default_calibration_path,
+        measure_chain_response,
+        save_calibration,
+    )
+    from labctl.homodyne.session import open_engine
+
+    loaded = _load(args.config)
+    cal = loaded.config.homodyne.calibration
+    electrode = cal.electrode or loaded.config.perturbed_electrodes()[0]
+    path = Path(args.output) if args.output else default_calibration_path(loaded)
+    with build_device(loaded) as device:
+        engine, _ = open_engine(device, loaded, curvature=args.curvature, use_calibration=False)
+        frequencies = calibration_frequencies(engine.plan)
+        index = loaded.setup.electrode_index(electrode)
+        try:
+            fixture = device.reference_resistor(index, cal.resistance_ohm)
+            fixture.__enter__()
+        except NotImplementedError:
+            fixture = None
+            print(
+                f"Connect a {cal.resistance_ohm:g} ohm resistor between {electrode} and the "
+                "output in place of the device."
+            )
+            if not args.yes:
+                input("Press Enter when it is connected (Ctrl-C to cancel) ")
+        try:
+            response = measure_chain_response(
+                device, loaded, frequencies, loaded.config.homodyne.window_s
+            )
+        finally:
+            if fixture is not None:
+                fixture.__exit__(None, None, None)
+    save_calibration(path, response, loaded)
+    print(f"{'f (Hz)':>9}  {'|C|':>7}  {'phase (deg)':>11}")
+    for f, c in zip(response.frequencies_hz, response.response, strict=True):
+        print(f"{f:9.1f}  {abs(c):7.4f}  {np.degrees(np.angle(c)):11.2f}")
+    print(f"saved {path}")
+    return EXIT_OK
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="labctl",
+        description="Train dopant network processing units in materia by homodyne gradient "
+        "extraction.",
+    )
+    parser.add_argument("--version", action="version", version=f"labctl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check configuration files (exit 2 on any problem)")
+    p.add_argument("config", nargs="+", help="YAML configuration file(s)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the configuration's JSON Schema")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("backends", help="list installed device backends")
+    p.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser("measure", help="apply an operating point or sweep, print the current")
+    p.add_argument("config", help="YAML configuration file")
+    p.add_argument("-o", "--output", help="save the points (.csv or .json)")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("gradient", help="measure dI/dV at an operating point (HGE)")
+    p.add_argument("config", help="YAML configuration file")
+    p.add_argument(
+        "--at", action="append", metavar="ELECTRODE=V", help="set an electrode (repeatable)"
+    )
+    p.add_argument("--mode", choices=["parallel", "sequential", "fd"], help="override the mode")
+    p.add_argument("--curvature", action="store_true", help="also measure the Hessian")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_gradient)
+
+    p = sub.add_parser("calibrate", help="measure the chain's phase and gain, save it")
+    p.add_argument("config", help="YAML configuration file")
+    p.add_argument("--curvature", action="store_true", help="also cover the curvature bins")
+    p.add_argument("-o", "--output", help="calibration file (default: next to the config)")
+    p.add_argument("-y", "--yes", action="store_true", help="do not wait for confirmation")
+    p.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labctl`` console script."""
+    from labctl.homodyne.plan import PlanError
+    from labctl.safety import TerminatedBySignal, shutdown_on_signals
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        with shutdown_on_signals():
+            return func(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except PlanError as exc:
+        print(f"labctl {args.command}: frequency plan: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UsageError as exc:
+        print(f"labctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: electrodes ramped to 0 V", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TerminatedBySignal as exc:
+        print(f"terminated by signal {exc.signum}: electrodes ramped to 0 V", file=sys.stderr)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_FAILED
+    except Exception as exc:
+        log.debug("command failed", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Homodyne gradient extraction engine: frequency plans, demodulation, lock-in filtering."""

@@ -1,0 +1,560 @@
+"""The homodyne gradient engine: measure dI/dV (and curvature) at operating points.
+
+One call of :meth:`GradientEngine.measure` takes a set of operating points (e.g. the four input
+cases of a Boolean gate) and returns, per point, the gradient of the output current with
+respect to every perturbed electrode, with standard errors, the quadrature part, the DC
+current, per-tone SNR and saturation flags; with a curvature-clean plan also the Hessian of the
+perturbed electrodes, from the same record.
+
+Modes (all through the same safe device, so they can be compared in device-seconds):
+
+- ``parallel``: every electrode gets its tone at once; one record for all points.
+- ``sequential``: one electrode at a time (the paper's reference); N records.
+- ``fd``: central finite differences at DC, ``(I(V + h) - I(V - h)) / 2h``; one record with
+  2N + 1 plateaus per point.
+
+Phase handling: with a chain calibration the complex response is projected onto the
+calibrated phase (unbiased at any SNR, quadrature reported); without one the engine falls
+back to the lab's sign-by-phase rule and says so in every result.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from labctl.config import HomodyneConfig, SetupConfig
+from labctl.device import FloatArray
+from labctl.homodyne.calibration import ChainResponse, project_with_errors, sign_by_phase
+from labctl.homodyne.demod import ToneFit, boxcar_demodulate, fit_tones, local_noise_stderr
+from labctl.homodyne.drive import Drive, ToneSet, synthesise_drive
+from labctl.homodyne.plan import FrequencyPlan, plan_frequencies, validate_frequencies
+from labctl.safety import SafeDevice
+
+log = logging.getLogger(__name__)
+
+PROJECTION = "projection"
+SIGN_BY_PHASE = "sign-by-phase"
+FINITE_DIFFERENCE = "finite-difference"
+
+
+@dataclass(frozen=True, eq=False)
+class GradientResult:
+    """The gradient measured at one operating point.
+
+    Attributes:
+        electrodes: Names of the perturbed electrodes, in gradient order.
+        operating_point_v: DC voltage of every electrode (V), setup order.
+        gradient_a_per_v: dI/dV per perturbed electrode (A/V).
+        stderr_a_per_v: Standard error of each gradient component (A/V).
+        quadrature_a_per_v: Out-of-phase part after calibration (A/V); NaN when not defined.
+        dc_current_a: Output current at the operating point (A), averaged over the window (it
+            carries the O(A²) curvature shift of the tones).
+        snr: |gradient| / standard error per component.
+        saturated: The record hit the amplifier or ADC limit.
+        hessian_a_per_v2: d²I/dV² of the perturbed electrodes (A/V²) when curvature was asked.
+        hessian_stderr_a_per_v2: Its standard errors.
+        phase_method: ``projection``, ``sign-by-phase`` or ``finite-difference``.
+    """
+
+    electrodes: tuple[str, ...]
+    operating_point_v: FloatArray
+    gradient_a_per_v: FloatArray
+    stderr_a_per_v: FloatArray
+    quadrature_a_per_v: FloatArray
+    dc_current_a: float
+    snr: FloatArray
+    saturated: bool
+    hessian_a_per_v2: FloatArray | None = None
+    hessian_stderr_a_per_v2: FloatArray | None = None
+    phase_method: str = PROJECTION
+
+
+@dataclass(frozen=True, eq=False)
+class GradientBatch:
+    """Gradients at several operating points from one call.
+
+    Attributes:
+        results: One result per operating point, in order.
+        mode: ``parallel``, ``sequential`` or ``fd``.
+        device_seconds: Device time the call used (s), ramps and settling included.
+        plan: The frequency plan (None for finite differences).
+        amplitudes_v: Tone amplitude (or FD step) per perturbed electrode (V).
+        records: Raw records ``(n_outputs, n_samples)`` (A) of the call, for the run store.
+    """
+
+    results: tuple[GradientResult, ...]
+    mode: str
+    device_seconds: float
+    plan: FrequencyPlan | None
+    amplitudes_v: FloatArray
+    records: tuple[FloatArray, ...] = field(default=())
+
+    @property
+    def gradients_a_per_v(self) -> FloatArray:
+        """Shape ``(n_points, n_perturbed)`` (A/V)."""
+        return np.array([r.gradient_a_per_v for r in self.results])
+
+    @property
+    def stderr_a_per_v(self) -> FloatArray:
+        """Shape ``(n_points, n_perturbed)`` (A/V)."""
+        return np.array([r.stderr_a_per_v for r in self.results])
+
+    @property
+    def dc_currents_a(self) -> FloatArray:
+        """Shape ``(n_points,)`` (A)."""
+        return np.array([r.dc_current_a for r in self.results])
+
+    @property
+    def saturated(self) -> bool:
+        """Whether any record saturated."""
+        return any(r.saturated for r in self.results)
+
+
+class GradientEngine:
+    """Measures gradients on a safe device as the ``homodyne`` configuration says.
+
+    Args:
+        device: The opened safe device.
+        setup: The setup configuration (electrode names and order).
+        settings: The homodyne configuration.
+        perturbed: Names of the perturbed electrodes.
+        calibration: Chain response for phase projection; None falls back to sign-by-phase.
+    """
+
+    def __init__(
+        self,
+        device: SafeDevice,
+        setup: SetupConfig,
+        settings: HomodyneConfig,
+        perturbed: list[str],
+        calibration: ChainResponse | None = None,
+    ) -> None:
+        self._device = device
+        self._setup = setup
+        self._settings = settings
+        self._names = tuple(perturbed)
+        self._indices = tuple(setup.electrode_index(n) for n in perturbed)
+        self._amplitudes = np.array([settings.amplitude(n) for n in perturbed])
+        self._rate = device.sample_rate_hz
+        self._calibration = calibration
+        self._plan = self._make_plan()
+        if settings.phase == PROJECTION and calibration is None:
+            log.warning(
+                "no chain calibration: falling back to the sign-by-phase rule "
+                "(run `labctl calibrate` for unbiased, sign-safe gradients)"
+            )
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def plan(self) -> FrequencyPlan:
+        """The frequency plan in use."""
+        return self._plan
+
+    @property
+    def electrodes(self) -> tuple[str, ...]:
+        """Perturbed electrode names."""
+        return self._names
+
+    @property
+    def electrode_indices(self) -> tuple[int, ...]:
+        """Rows of the perturbed electrodes in waveforms."""
+        return self._indices
+
+    @property
+    def amplitudes_v(self) -> FloatArray:
+        """Tone amplitude per perturbed electrode (V)."""
+        return self._amplitudes.copy()
+
+    @amplitudes_v.setter
+    def amplitudes_v(self, value: FloatArray) -> None:
+        amplitudes = np.asarray(value, dtype=np.float64)
+        if amplitudes.shape != self._amplitudes.shape or np.any(amplitudes <= 0):
+            raise ValueError("amplitudes must be positive, one per perturbed electrode")
+        self._amplitudes = amplitudes
+
+    @property
+    def phase_method(self) -> str:
+        """How responses become signed gradients."""
+        if self._settings.phase == PROJECTION and self._calibration is not None:
+            return PROJECTION
+        return SIGN_BY_PHASE
+
+    def tone_set(self, only: int | None = None) -> ToneSet:
+        """The tones of the plan (all, or only perturbed electrode ``only``)."""
+        picks = range(len(self._names)) if only is None else [only]
+        return ToneSet(
+            electrode_indices=tuple(self._indices[k] for k in picks),
+            frequencies_hz=tuple(self._plan.frequencies_hz[k] for k in picks),
+            amplitudes_v=tuple(float(self._amplitudes[k]) for k in picks),
+        )
+
+    def control_bounds(self) -> tuple[FloatArray, FloatArray]:
+        """Per perturbed electrode, the DC range (V) that leaves room for its tone."""
+        electrodes = self._device.electrodes
+        low = np.array([electrodes[i].min_v for i in self._indices]) + self._amplitudes
+        high = np.array([electrodes[i].max_v for i in self._indices]) - self._amplitudes
+        return low, high
+
+    # -- measurement -------------------------------------------------------------------------
+    def measure(self, operating_points_v: FloatArray, mode: str | None = None) -> GradientBatch:
+        """Measure the gradient at each operating point.
+
+        Args:
+            operating_points_v: Shape ``(n_points, n_electrodes)`` (V), or one point.
+            mode: Override the configured mode.
+        """
+        points = np.atleast_2d(np.asarray(operating_points_v, dtype=np.float64))
+        if points.shape[1] != len(self._device.electrodes):
+            raise ValueError(
+                f"operating points need {len(self._device.electrodes)} voltages, "
+                f"got {points.shape[1]}"
+            )
+        self._check_points(points)
+        mode = mode or self._settings.mode
+        start = self._device.device_seconds
+        if mode == "parallel":
+            results, records = self._parallel(points)
+        elif mode == "sequential":
+            results, records = self._sequential(points)
+        elif mode == "fd":
+            results, records = self._finite_differences(points)
+        else:
+            raise ValueError(f"unknown mode {mode!r}; use parallel, sequential or fd")
+        amplitudes = (
+            np.full(len(self._names), self._settings.fd_step_v)
+            if mode == "fd"
+            else self._amplitudes
+        )
+        return GradientBatch(
+            results=tuple(results),
+            mode=mode,
+            device_seconds=self._device.device_seconds - start,
+            plan=None if mode == "fd" else self._plan,
+            amplitudes_v=amplitudes.copy(),
+            records=tuple(records),
+        )
+
+    def measure_dc(self, operating_points_v: FloatArray) -> tuple[FloatArray, bool]:
+        """Output current (A) at each point with no tones (the final, unperturbed evaluation)."""
+        points = np.atleast_2d(np.asarray(operating_points_v, dtype=np.float64))
+        drive = self._drive(points, tones=None)
+        acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+        currents = np.array(
+            [drive.window_samples(acquisition.current_a[0], c).mean() for c in range(len(points))]
+        )
+        return currents, bool(acquisition.saturated.any())
+
+    # -- modes -------------------------------------------------------------------------------
+    def _parallel(self, points: FloatArray) -> tuple[list[GradientResult], list[FloatArray]]:
+        tones = self.tone_set()
+        drive = self._drive(points, tones)
+        acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+        record = acquisition.current_a[0]
+        saturated = bool(acquisition.saturated.any())
+        results = []
+        for case, window in enumerate(drive.windows):
+            samples = record[window.start : window.stop]
+            fit = self._fit(samples, tones, window.start, curvature=self._settings.curvature)
+            results.append(self._result(points[case], fit, np.arange(len(self._names)), saturated))
+        return results, [acquisition.current_a]
+
+    def _sequential(self, points: FloatArray) -> tuple[list[GradientResult], list[FloatArray]]:
+        n = len(self._names)
+        gradient = np.zeros((len(points), n))
+        stderr = np.zeros_like(gradient)
+        quadrature = np.zeros_like(gradient)
+        dc = np.zeros((len(points), n))
+        saturated = False
+        records = []
+        for k in range(n):
+            tones = self.tone_set(only=k)
+            drive = self._drive(points, tones)
+            acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+            records.append(acquisition.current_a)
+            saturated |= bool(acquisition.saturated.any())
+            for case, window in enumerate(drive.windows):
+                samples = acquisition.current_a[0, window.start : window.stop]
+                fit = self._fit(samples, tones, window.start, curvature=False)
+                g, se, q = self._to_gradient(fit, np.array([k]))
+                gradient[case, k], stderr[case, k], quadrature[case, k] = g[0], se[0], q[0]
+                dc[case, k] = float(fit.dc)
+        results = [
+            GradientResult(
+                electrodes=self._names,
+                operating_point_v=points[case].copy(),
+                gradient_a_per_v=gradient[case],
+                stderr_a_per_v=stderr[case],
+                quadrature_a_per_v=quadrature[case],
+                dc_current_a=float(dc[case].mean()),
+                snr=np.abs(gradient[case]) / np.maximum(stderr[case], 1e-300),
+                saturated=saturated,
+                phase_method=self.phase_method,
+            )
+            for case in range(len(points))
+        ]
+        return results, records
+
+    def _finite_differences(
+        self, points: FloatArray
+    ) -> tuple[list[GradientResult], list[FloatArray]]:
+        n = len(self._names)
+        step = self._settings.fd_step_v
+        plateaus = []
+        for point in points:
+            plateaus.append(point)
+            for index in self._indices:
+                for sign in (1.0, -1.0):
+                    shifted = point.copy()
+                    shifted[index] += sign * step
+                    plateaus.append(shifted)
+        plateau_array = np.array(plateaus)
+        self._check_points(plateau_array, margin=np.zeros(n))
+        drive = self._drive(plateau_array, tones=None)
+        acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+        record = acquisition.current_a[0]
+        means = np.array([drive.window_samples(record, c).mean() for c in range(len(plateaus))])
+        sems = np.array(
+            [
+                drive.window_samples(record, c).std(ddof=1) / math.sqrt(drive.windows[c].length)
+                for c in range(len(plateaus))
+            ]
+        )
+        per_point = 2 * n + 1
+        results = []
+        for case, point in enumerate(points):
+            base = case * per_point
+            plus = means[base + 1 : base + per_point : 2]
+            minus = means[base + 2 : base + per_point : 2]
+            se = np.hypot(
+                sems[base + 1 : base + per_point : 2], sems[base + 2 : base + per_point : 2]
+            )
+            gradient = (plus - minus) / (2 * step)
+            stderr = se / (2 * step)
+            results.append(
+                GradientResult(
+                    electrodes=self._names,
+                    operating_point_v=point.copy(),
+                    gradient_a_per_v=gradient,
+                    stderr_a_per_v=stderr,
+                    quadrature_a_per_v=np.full(n, np.nan),
+                    dc_current_a=float(means[base]),
+                    snr=np.abs(gradient) / np.maximum(stderr, 1e-300),
+                    saturated=bool(acquisition.saturated.any()),
+                    phase_method=FINITE_DIFFERENCE,
+                )
+            )
+        return results, [acquisition.current_a]
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _make_plan(self) -> FrequencyPlan:
+        s = self._settings
+        common = dict(
+            min_spacing_hz=s.min_spacing_hz,
+            mains_hz=tuple(s.mains_hz),
+            mains_guard_bins=s.mains_guard_bins,
+            max_order=s.max_order,
+            curvature=s.curvature,
+        )
+        if s.frequencies_hz is not None:
+            return validate_frequencies(
+                list(s.frequencies_hz), self._rate, s.window_s, insist=s.insist, **common
+            )
+        return plan_frequencies(
+            self._rate, s.window_s, len(self._names), band_hz=tuple(s.band_hz), **common
+        )
+
+    def _drive(self, points: FloatArray, tones: ToneSet | None) -> Drive:
+        s = self._settings
+        limits = self._device.limits
+        return synthesise_drive(
+            rest_v=self._device.rest_voltages(),
+            operating_points_v=points,
+            tones=tones,
+            sample_rate_hz=self._rate,
+            window_s=s.window_s,
+            settle_s=s.settle_s,
+            slew_v_per_s=limits.slew_v_per_s,
+            fade_periods=s.fade_periods,
+            dc_ramp_v_per_s=limits.ramp_v_per_s,
+        )
+
+    def _check_points(self, points: FloatArray, margin: FloatArray | None = None) -> None:
+        amplitudes = self._amplitudes if margin is None else margin
+        electrodes = self._device.electrodes
+        for point in points:
+            for row, electrode in enumerate(electrodes):
+                pad = 0.0
+                if row in self._indices:
+                    pad = float(amplitudes[self._indices.index(row)])
+                if not electrode.min_v + pad - 1e-12 <= point[row] <= electrode.max_v - pad + 1e-12:
+                    raise ValueError(
+                        f"operating point {point[row]:+.4f} V on {electrode.name!r} leaves no "
+                        f"room for its {pad * 1e3:.1f} mV tone inside "
+                        f"[{electrode.min_v}, {electrode.max_v}] V"
+                    )
+
+    def _curvature_frequencies(self) -> tuple[list[tuple[int, int, int]], list[float]]:
+        """(i, j, sign) per extra frequency (sign +1: f_i + f_j, -1: |f_i - f_j|) and the Hz."""
+        plan = self._plan
+        keys: list[tuple[int, int, int]] = []
+        freqs: list[float] = []
+        for (i, j), values in plan.curvature_frequencies_hz().items():
+            if i == j:
+                keys.append((i, i, 1))
+                freqs.append(values[0])
+            else:
+                keys.append((i, j, 1))
+                freqs.append(values[0])
+                keys.append((i, j, -1))
+                freqs.append(values[1])
+        return keys, freqs
+
+    def _fit(self, samples: FloatArray, tones: ToneSet, start: int, curvature: bool) -> ToneFit:
+        if self._settings.demodulation == "boxcar":
+            return boxcar_fit(samples, self._rate, tones, start)
+        extra_freqs: list[float] = []
+        if curvature:
+            _, extra_freqs = self._curvature_frequencies()
+        fit = fit_tones(
+            samples,
+            self._rate,
+            tones.frequencies_hz,
+            phases_rad=tones.phases_rad,
+            start_index=start,
+            extra_frequencies_hz=extra_freqs,
+        )
+        return with_local_noise(fit, samples, self._rate)
+
+    def _to_gradient(
+        self, fit: ToneFit, which: np.ndarray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        amplitudes = self._amplitudes[which]
+        frequencies = np.array(fit.frequencies_hz)
+        c = np.atleast_1d(fit.complex_amplitude)
+        components = np.atleast_2d(fit.stderr_components)
+        if self.phase_method == PROJECTION:
+            assert self._calibration is not None
+            response = self._calibration.at(frequencies)
+            projection = project_with_errors(
+                c, amplitudes, response, components[:, 0], components[:, 1]
+            )
+            return projection.gradient, projection.gradient_stderr, projection.quadrature
+        gradient = sign_by_phase(c, amplitudes, self._settings.phase_threshold_deg)
+        stderr = np.atleast_1d(fit.stderr) / amplitudes
+        return gradient, stderr, np.full(len(which), np.nan)
+
+    def _result(
+        self, point: FloatArray, fit: ToneFit, which: np.ndarray, saturated: bool
+    ) -> GradientResult:
+        gradient, stderr, quadrature = self._to_gradient(fit, which)
+        hessian = hessian_se = None
+        if self._settings.curvature and len(fit.extra_frequencies_hz):
+            hessian, hessian_se = self._hessian(fit)
+        return GradientResult(
+            electrodes=self._names,
+            operating_point_v=point.copy(),
+            gradient_a_per_v=gradient,
+            stderr_a_per_v=stderr,
+            quadrature_a_per_v=quadrature,
+            dc_current_a=float(fit.dc),
+            snr=np.abs(gradient) / np.maximum(stderr, 1e-300),
+            saturated=saturated,
+            hessian_a_per_v2=hessian,
+            hessian_stderr_a_per_v2=hessian_se,
+            phase_method=self.phase_method,
+        )
+
+    def _hessian(self, fit: ToneFit) -> tuple[FloatArray, FloatArray]:
+        """Hessian from the 2f_i and f_i ± f_j bins (all drive phases are zero).
+
+        ½ H_ii A_i² sin²(ω_i t) puts ``-¼ H_ii A_i²`` on cos(2ω_i t); H_ij A_i A_j sin·sin puts
+        ``-½ H_ij A_i A_j`` on cos((ω_i + ω_j) t) and ``+½ H_ij A_i A_j`` on cos((ω_i − ω_j) t).
+        """
+        keys, freqs = self._curvature_frequencies()
+        c = np.atleast_1d(fit.extra_complex_amplitude)
+        se = np.atleast_1d(fit.extra_stderr)
+        if self.phase_method == PROJECTION:
+            assert self._calibration is not None
+            response = self._calibration.at(np.array(freqs))
+            c = c / response
+            se = se / np.abs(response)
+        cosine = c.imag  # the cos-component Y of X sin + Y cos
+        n = len(self._names)
+        a = self._amplitudes
+        sums = np.zeros((n, n))
+        weights = np.zeros((n, n))
+        for (i, j, sign), y, s in zip(keys, cosine, se, strict=True):
+            if i == j:
+                value, scale = -4.0 * y / a[i] ** 2, 4.0 / a[i] ** 2
+            else:
+                value = (-2.0 if sign > 0 else 2.0) * y / (a[i] * a[j])
+                scale = 2.0 / (a[i] * a[j])
+            w = 1.0 / max((scale * s) ** 2, 1e-300)
+            sums[i, j] += w * value
+            weights[i, j] += w
+        hessian = np.where(weights > 0, sums / np.maximum(weights, 1e-300), 0.0)
+        hessian_se = np.where(weights > 0, 1.0 / np.sqrt(np.maximum(weights, 1e-300)), 0.0)
+        upper = np.triu(hessian, 1)
+        hessian = np.diag(np.diag(hessian)) + upper + upper.T
+        upper_se = np.triu(hessian_se, 1)
+        hessian_se = np.diag(np.diag(hessian_se)) + upper_se + upper_se.T
+        return hessian, hessian_se
+
+
+def _products(bins: list[int]) -> set[int]:
+    """Every bin a 2nd- or 3rd-order product of ``bins`` (or a harmonic) can land on."""
+    out: set[int] = set()
+    for a in bins:
+        out.update({a, 2 * a, 3 * a})
+        for b in bins:
+            out.update({a + b, abs(a - b), 2 * a + b, abs(2 * a - b)})
+            for c in bins:
+                out.update({a + b + c, abs(a + b - c), abs(a - b - c)})
+    return out
+
+
+def with_local_noise(fit: ToneFit, samples: FloatArray, rate_hz: float) -> ToneFit:
+    """``fit`` with standard errors from the noise spectrum next to each tone.
+
+    Residual-based errors assume white noise; see :func:`local_noise_stderr`.
+    """
+    n = samples.size
+    tone_bins = [round(f * n / rate_hz) for f in fit.frequencies_hz]
+    extra_bins = [round(f * n / rate_hz) for f in fit.extra_frequencies_hz]
+    se = local_noise_stderr(samples, tone_bins + extra_bins, sorted(_products(tone_bins)))
+    tone_se = se[: len(tone_bins)]
+    return replace(
+        fit,
+        stderr=tone_se,
+        stderr_components=np.stack([tone_se, tone_se], axis=-1),
+        extra_stderr=se[len(tone_bins) :],
+    )
+
+
+def boxcar_fit(samples: FloatArray, rate_hz: float, tones: ToneSet, start: int) -> ToneFit:
+    """A :class:`ToneFit` from plain boxcar averages (the lab code's demodulator)."""
+    c = np.atleast_1d(
+        boxcar_demodulate(
+            samples, rate_hz, tones.frequencies_hz, phases_rad=tones.phases_rad, start_index=start
+        )
+    )
+    residual = np.std(samples)
+    n = samples.size
+    se = np.full(c.shape, residual * math.sqrt(2.0 / n))
+    return ToneFit(
+        complex_amplitude=c,
+        stderr=se,
+        stderr_components=np.stack([se, se], axis=-1),
+        dc=np.asarray(samples.mean()),
+        drift_per_s=np.asarray(0.0),
+        extra_complex_amplitude=np.zeros(0, dtype=complex),
+        extra_stderr=np.zeros(0),
+        residual_rms=np.asarray(residual),
+        n_samples=n,
+        frequencies_hz=tuple(tones.frequencies_hz),
+        extra_frequencies_hz=(),
+    )

@@ -1,0 +1,73 @@
+"""``labctl measure``: apply an operating point or a one-electrode sweep and read the current."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labctl.config import LabConfig
+from labctl.device import FloatArray
+from labctl.homodyne.drive import synthesise_drive
+from labctl.safety import SafeDevice
+
+
+@dataclass(frozen=True)
+class MeasuredPoint:
+    """The output at one applied operating point.
+
+    Attributes:
+        voltages_v: Voltage of every electrode (V), in setup order.
+        mean_current_a: Mean output current over the window (A), per output.
+        std_current_a: Standard deviation over the window (A), per output.
+        saturated: Whether the record saturated.
+    """
+
+    voltages_v: FloatArray
+    mean_current_a: FloatArray
+    std_current_a: FloatArray
+    saturated: bool
+
+
+def operating_points(config: LabConfig) -> FloatArray:
+    """The operating points ``measure`` applies, shape ``(n_points, n_electrodes)`` (V)."""
+    setup = config.setup
+    base = np.array([e.rest_v for e in setup.electrodes])
+    for name, value in config.measure.operating_point.items():
+        base[setup.electrode_index(name)] = value
+    sweep = config.measure.sweep
+    if sweep is None:
+        return base[None, :]
+    points = np.repeat(base[None, :], sweep.points, axis=0)
+    points[:, setup.electrode_index(sweep.electrode)] = np.linspace(
+        sweep.start_v, sweep.stop_v, sweep.points
+    )
+    return points
+
+
+def measure(device: SafeDevice, config: LabConfig) -> list[MeasuredPoint]:
+    """Apply every operating point in one record (slew-limited ramps between them)."""
+    points = operating_points(config)
+    drive = synthesise_drive(
+        rest_v=device.rest_voltages(),
+        operating_points_v=points,
+        tones=None,
+        sample_rate_hz=device.sample_rate_hz,
+        window_s=config.measure.window_s,
+        settle_s=config.measure.settle_s,
+        slew_v_per_s=device.limits.slew_v_per_s,
+        dc_ramp_v_per_s=device.limits.ramp_v_per_s,
+    )
+    acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
+    results = []
+    for window in drive.windows:
+        samples = acquisition.current_a[:, window.start : window.stop]
+        results.append(
+            MeasuredPoint(
+                voltages_v=points[window.case_index],
+                mean_current_a=samples.mean(axis=1),
+                std_current_a=samples.std(axis=1),
+                saturated=bool(acquisition.saturated.any()),
+            )
+        )
+    return results

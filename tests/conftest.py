@@ -1,0 +1,68 @@
+"""Shared fixtures: simulated devices built from the shipped configurations."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labctl.config import LoadedConfig, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+SHARED_DEVICES = REPO.parent / "shared" / "devices"
+SURROGATE_A = SHARED_DEVICES / "dnpu_surrogate_a.npz"
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def config_from(name: str, override: dict[str, Any] | None = None) -> LoadedConfig:
+    """A shipped config (configs/NAME) with a nested override merged in."""
+    path = CONFIGS / name
+    data = yaml.safe_load(path.read_text())
+    if override:
+        data = _merge(data, override)
+    return parse_config(yaml.safe_dump(data), source=path)
+
+
+NO_EFFECTS = {
+    "noise": False,
+    "flicker": False,
+    "drift": False,
+    "bandwidth": False,
+    "saturation": False,
+    "quantisation": False,
+}
+
+
+@pytest.fixture
+def sim_config() -> Callable[..., LoadedConfig]:
+    """Factory: the default simulated-DNPU config with overrides (``exact=True``: no effects)."""
+
+    def make(override: dict[str, Any] | None = None, exact: bool = False) -> LoadedConfig:
+        extra: dict[str, Any] = {}
+        if exact:
+            extra = {"setup": {"backend": {"settings": {"effects": NO_EFFECTS}}}}
+        return config_from("sim_dnpu.yaml", _merge(extra, override or {}))
+
+    return make
+
+
+@pytest.fixture
+def surrogate_path() -> Path:
+    """The shared surrogate NPZ; skips the test when ../shared is absent."""
+    if not SURROGATE_A.is_file():
+        pytest.skip("../shared/devices/dnpu_surrogate_a.npz is not available")
+    return SURROGATE_A

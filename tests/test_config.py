@@ -1,0 +1,106 @@
+"""Configuration schema: shipped configs validate; every broken config gets a clear error, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labctl.cli import main
+from labctl.config import ConfigError, load_config
+from tests.conftest import CONFIGS
+
+BROKEN = Path(__file__).parent / "configs" / "broken"
+
+SHIPPED = sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name != "cdaq_template.yaml")
+
+# file -> (field path that must be named, words the reason must contain)
+EXPECTED = {
+    "wrong_type_rate.yaml": ("setup.sample_rate_hz", "number"),
+    "wrong_type_gain.yaml": ("setup.amplifier.gain_v_per_a", "number"),
+    "unknown_key_setup.yaml": ("setup.colour", "unknown key"),
+    "unknown_key_backend.yaml": ("setup.backend.settings.nosie", "unknown key"),
+    "inverted_range.yaml": ("setup.electrodes[3]", "inverted range"),
+    "range_beyond_ceiling.yaml": ("setup", "exceeds the safety ceiling"),
+    "ceiling_too_high.yaml": ("setup.safety.max_abs_v", "less than or equal"),
+    "missing_electrode.yaml": ("setup", "7 voltage electrodes but 6"),
+    "duplicated_electrode.yaml": ("setup", "duplicated"),
+    "wrong_role.yaml": ("setup.electrodes[0].role", "input"),
+    "range_without_zero.yaml": ("setup.electrodes[0]", "contain 0 V"),
+    "unknown_backend.yaml": ("setup.backend.name", "installed backends"),
+    "missing_rate.yaml": ("setup.sample_rate_hz", "missing"),
+    "not_yaml.yaml": ("", "not valid YAML at line"),
+    "empty.yaml": ("", "empty"),
+    "top_level_list.yaml": ("", "mapping"),
+    "measure_unknown_electrode.yaml": ("", "no electrode named 'e9'"),
+    "measure_out_of_range.yaml": ("", "outside electrode 'e1' range"),
+}
+
+
+def test_corpus_is_complete() -> None:
+    assert sorted(p.name for p in BROKEN.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_validate(name: str, capsys) -> None:
+    path = CONFIGS / name
+    if "surrogate" in name and not (CONFIGS.parent.parent / "shared" / "devices").is_dir():
+        pytest.skip("the surrogate config needs ../shared/devices")
+    assert main(["validate", str(path)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_config_is_reported_with_path_and_reason(name: str, capsys) -> None:
+    path_fragment, reason = EXPECTED[name]
+    with pytest.raises(ConfigError) as info:
+        load_config(BROKEN / name)
+    text = str(info.value)
+    assert reason in text
+    assert any(str(issue).startswith(path_fragment) for issue in info.value.issues), text
+    assert main(["validate", str(BROKEN / name)]) == 2
+    err = capsys.readouterr().err
+    assert str(BROKEN / name) in err and reason in err
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = (BROKEN / "wrong_type_rate.yaml").read_text().replace("  name: broken", "  nme: x")
+    path = tmp_path / "two.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    paths = {issue.path for issue in info.value.issues}
+    assert {"setup.sample_rate_hz", "setup.nme"} <= paths
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_invalid_config_never_touches_a_device(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    text = (
+        (BROKEN / "inverted_range.yaml")
+        .read_text()
+        .replace("model: hopping", f"model: hopping, state_file: {state}")
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "labctl.cli", "measure", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "inverted range" in proc.stderr
+    assert not state.exists()
+
+
+def test_schema_is_json_schema(capsys) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "labctl configuration"
+    assert "setup" in schema["properties"]
+    assert schema["additionalProperties"] is False
