@@ -223,6 +223,50 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a task on the configured device (see :mod:`labctl.train_cli`)."""
+    from labctl.train_cli import cmd_train as train
+
+    if bool(args.config) == bool(args.resume):
+        raise UsageError("give either a CONFIG to start a run or --resume RUN_DIR")
+    return train(args)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List the runs in a directory."""
+    from labctl.run.store import list_runs
+
+    runs = list_runs(args.directory)
+    if not runs:
+        print(f"no runs in {args.directory}")
+        return EXIT_OK
+    header = ["run", "status", "iterations", "best loss", "started (UTC)"]
+    rows = [
+        [
+            r.name,
+            r.status,
+            str(r.iterations),
+            "-" if r.best_loss is None else f"{r.best_loss:.4g}",
+            str(r.start_time)[:19] if r.start_time else "-",
+        ]
+        for r in runs
+    ]
+    _print_table(header, rows)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run's iterations to HDF5 or CSV."""
+    from labctl.run.export import export_run
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "run.sqlite").is_file():
+        raise UsageError(f"{run_dir} is not a run directory (no run.sqlite in it)")
+    path = export_run(run_dir, args.format, Path(args.output) if args.output else None)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
 class UsageError(ValueError):
     """A command-line argument is wrong (exit 2)."""
 
@@ -269,6 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="calibration file (default: next to the config)")
     p.add_argument("-y", "--yes", action="store_true", help="do not wait for confirmation")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("train", help="train a task on the device (Ctrl-C: stop, twice: abort)")
+    p.add_argument("config", nargs="?", help="YAML configuration file with a task section")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="list training runs")
+    p.add_argument("directory", nargs="?", default="runs", help="runs directory (default: runs)")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("export", help="export a run to HDF5 or CSV")
+    p.add_argument("run_dir", help="run directory")
+    p.add_argument("--format", choices=["hdf5", "csv"], default="hdf5")
+    p.add_argument("-o", "--output", help="output file (default: inside the run directory)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

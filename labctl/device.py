@@ -172,7 +172,7 @@ class ElectrodeBackend(ABC):
     def reference_resistor(
         self, electrode_index: int, resistance_ohm: float
     ) -> AbstractContextManager[None]:
-        """Context in which a known resistor replaces the device between an electrode and the output.
+        """Context in which a known resistor replaces the device (electrode to output).
 
         Backends with a switch matrix (or a simulated bench) implement it; others raise
         NotImplementedError and the user connects the resistor by hand.

@@ -1,4 +1,4 @@
-"""Configuration schema: shipped configs validate; every broken config gets a clear error, exit 2."""
+"""Configuration schema: shipped configs validate; broken ones get a clear error and exit 2."""
 
 from __future__ import annotations
 

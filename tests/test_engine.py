@@ -108,7 +108,9 @@ def test_gradients_of_several_cases_in_one_record(sim_config) -> None:
         for point, result in zip(POINTS, batch.results, strict=True):
             exact = truth(device, engine, point)
             # ideal chain: only the O(A^2) averaging of the slope over the tone remains
-            np.testing.assert_allclose(result.gradient_a_per_v, exact, atol=2e-3 * np.abs(exact).max())
+            np.testing.assert_allclose(
+                result.gradient_a_per_v, exact, atol=2e-3 * np.abs(exact).max()
+            )
             dc = device._backend.bench.model.current_a(point)[0]
             # the tones shift the DC level by 1/4 sum_k H_kk A_k^2 (method.md 2.1)
             hessian = device.reference_hessian(point)
@@ -198,12 +200,25 @@ def test_planner_rejects_colliding_explicit_plans(sim_config) -> None:
     with build_device(loaded) as device:
         lab_plan = [200.0, 360.0, 520.0, 760.0, 920.0]
         with pytest.raises(PlanError, match="2f0\\+f1"):
-            engine_for(device, loaded, calibrated=False, frequencies_hz=lab_plan, window_s=0.05,
-                       mains_guard_bins=1)
+            engine_for(
+                device,
+                loaded,
+                calibrated=False,
+                frequencies_hz=lab_plan,
+                window_s=0.05,
+                mains_guard_bins=1,
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            engine = engine_for(device, loaded, calibrated=False, frequencies_hz=lab_plan,
-                                window_s=0.05, mains_guard_bins=1, insist=True)
+            engine = engine_for(
+                device,
+                loaded,
+                calibrated=False,
+                frequencies_hz=lab_plan,
+                window_s=0.05,
+                mains_guard_bins=1,
+                insist=True,
+            )
         assert engine.plan.frequencies_hz == tuple(lab_plan)
         assert any("2f0+f1" in str(w.message) for w in caught)
         good = [220.0, 270.0, 330.0, 520.0, 620.0]
@@ -230,7 +245,7 @@ def test_points_without_room_for_the_tone_are_refused(sim_config) -> None:
         engine = engine_for(device, loaded, calibrated=False)
         point = POINTS[0].copy()
         point[1] = device.electrodes[1].max_v
-        with pytest.raises(ValueError, match="no room for its 10.0 mV tone"):
+        with pytest.raises(ValueError, match=r"no room for its 10\.0 mV tone"):
             engine.measure(point)
 
 

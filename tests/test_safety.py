@@ -131,9 +131,9 @@ def test_ramp_from_present_state_is_prepended_and_stripped(sim_config) -> None:
     loaded = sim_config(exact=True)
     data = loaded.resolved_dict()
     data["setup"]["electrodes"][2]["rest_v"] = 0.25
-    from labctl.config import parse_config
-
     import yaml
+
+    from labctl.config import parse_config
 
     loaded = parse_config(yaml.safe_dump(data), source=loaded.source)
     with make_device(loaded) as device:
@@ -306,7 +306,8 @@ CHILD = textwrap.dedent(
             energise()
             print("ready", flush=True)
             while True:
-                device._backend.write(np.repeat(device._backend.present_voltages()[:, None], 100, 1), 1e4)
+                held = device._backend.present_voltages()[:, None]
+                device._backend.write(np.repeat(held, 100, 1), 1e4)
                 time.sleep(0.01)
     """
 )

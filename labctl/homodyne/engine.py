@@ -142,11 +142,7 @@ class GradientEngine:
         self._rate = device.sample_rate_hz
         self._calibration = calibration
         self._plan = self._make_plan()
-        if settings.phase == PROJECTION and calibration is None:
-            log.warning(
-                "no chain calibration: falling back to the sign-by-phase rule "
-                "(run `labctl calibrate` for unbiased, sign-safe gradients)"
-            )
+        self._fallback_announced = False
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -175,6 +171,10 @@ class GradientEngine:
         if amplitudes.shape != self._amplitudes.shape or np.any(amplitudes <= 0):
             raise ValueError("amplitudes must be positive, one per perturbed electrode")
         self._amplitudes = amplitudes
+
+    def set_calibration(self, calibration: ChainResponse | None) -> None:
+        """Use a (new) chain calibration for phase projection."""
+        self._calibration = calibration
 
     @property
     def phase_method(self) -> str:
@@ -215,6 +215,17 @@ class GradientEngine:
             )
         self._check_points(points)
         mode = mode or self._settings.mode
+        if (
+            mode != "fd"
+            and self._settings.phase == PROJECTION
+            and self._calibration is None
+            and not self._fallback_announced
+        ):
+            self._fallback_announced = True
+            log.warning(
+                "no chain calibration: falling back to the sign-by-phase rule "
+                "(run `labctl calibrate` for unbiased, sign-safe gradients)"
+            )
         start = self._device.device_seconds
         if mode == "parallel":
             results, records = self._parallel(points)

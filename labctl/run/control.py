@@ -115,7 +115,7 @@ class RunControlError(RuntimeError):
     """Base class for run-control errors."""
 
 
-class InvalidTransition(RunControlError):  # noqa: N818 (name fixed by the public API)
+class InvalidTransition(RunControlError):
     """A request is not allowed in the controller's current state."""
 
     def __init__(self, state: RunState, request: RunRequest) -> None:

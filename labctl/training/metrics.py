@@ -115,14 +115,18 @@ class ThresholdResult:
         return xa > self.threshold if self.direction > 0 else xa < self.threshold
 
 
-def threshold_accuracy(x: ArrayLike, t: ArrayLike) -> ThresholdResult:
+def threshold_accuracy(x: ArrayLike, t: ArrayLike, direction: int | None = None) -> ThresholdResult:
     """The best single threshold on the outputs, found exactly (see the module docstring).
 
-    Every cut between two neighbouring distinct sorted outputs is tried in both directions, plus
-    the two cuts that put every case in one class. The highest accuracy wins; ties go to the
-    widest gap between the neighbours, then to direction +1, then to the lowest threshold. The
-    threshold lies at the mid-point of its two neighbours. O(n log n).
+    Every cut between two neighbouring distinct sorted outputs is tried in both directions (or
+    only in ``direction`` when given: +1 means class 1 must lie above the threshold, as for a
+    gate whose "high" is the larger current), plus the two cuts that put every case in one
+    class. The highest accuracy wins; ties go to the widest gap between the neighbours, then to
+    direction +1, then to the lowest threshold. The threshold lies at the mid-point of its two
+    neighbours. O(n log n).
     """
+    if direction not in (None, 1, -1):
+        raise ValueError(f"direction must be None, +1 or -1, got {direction!r}")
     xa, high = check_outputs_targets(x, t)
     n = xa.shape[0]
     order = np.argsort(xa, kind="stable")
@@ -142,6 +146,10 @@ def threshold_accuracy(x: ArrayLike, t: ArrayLike) -> ThresholdResult:
     cand_gap = np.concatenate((gaps[ks], gaps[ks]))
     cand_dir = np.concatenate((np.ones(ks.size, int), -np.ones(ks.size, int)))
     cand_k = np.concatenate((ks, ks))
+    if direction is not None:
+        keep = cand_dir == direction
+        cand_correct, cand_gap = cand_correct[keep], cand_gap[keep]
+        cand_dir, cand_k = cand_dir[keep], cand_k[keep]
     # lexsort: last key is primary. Maximise correct, then gap; prefer +1, then low k.
     best = np.lexsort((cand_k, -cand_dir, -cand_gap, -cand_correct))[0]
     k = int(cand_k[best])
