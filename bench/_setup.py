@@ -149,6 +149,8 @@ class SyntheticSettings:
         model_seed: Seed of the model weights.
         noise_seed: Seed of the chain noise.
         sample_rate_hz: AO/AI rate (Hz).
+        gain_v_per_a: Amplifier gain (V/A); 1e7 (100 nA per volt) saturates at ±400 nA, room
+            for the wider current spread of many electrodes.
         bandwidth_hz: Amplifier bandwidth (Hz).
         noise_psd_at_1khz_a2_per_hz: Output-noise PSD at 1 kHz (A²/Hz), white + 1/f.
         flicker_corner_hz: 1/f corner (Hz).
@@ -162,6 +164,7 @@ class SyntheticSettings:
     model_seed: int = 0
     noise_seed: int = 0
     sample_rate_hz: float = 50_000.0
+    gain_v_per_a: float = 1e7
     bandwidth_hz: float = 20_000.0
     noise_psd_at_1khz_a2_per_hz: float = 1e-23
     flicker_corner_hz: float = 100.0
@@ -192,7 +195,7 @@ def synthetic_config(settings: SyntheticSettings, homodyne: dict[str, Any]) -> L
             "backend": {"name": "simulated", "settings": backend_settings},
             "sample_rate_hz": settings.sample_rate_hz,
             "amplifier": {
-                "gain_v_per_a": 2.53e7,
+                "gain_v_per_a": settings.gain_v_per_a,
                 "bandwidth_hz": settings.bandwidth_hz,
                 "output_swing_v": 4.0,
             },

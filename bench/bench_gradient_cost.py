@@ -3,9 +3,10 @@
 Device: the synthetic smooth device of ``bench/_setup.py`` (``I = I_0 + Σ_j a_j tanh(w_j·V +
 b_j)``, 8 hidden units, RMS gradient ~20 nA/V) with N = 5 and N = 20 control electrodes plus two
 inputs, behind the safety layer, with the default measurement chain of ``simulated_hw.chain``
-(white + 1/f noise 1e-5 nA²/Hz at 1 kHz, 1/f corner 100 Hz, drift 2 pA/√s, 16-bit ADC) and an
-amplifier bandwidth raised to 20 kHz, 50 kS/s, DC ramps at 200 V/s (slew limit 1000 V/s so
-10 mV tones up to 4 kHz fit), 15 ms settling after every operating-point change.
+(white + 1/f noise 1e-5 nA²/Hz at 1 kHz, 1/f corner 100 Hz, drift 2 pA/√s, 16-bit ADC), an
+amplifier of 1e7 V/A (saturates at ±400 nA) with its bandwidth raised to 20 kHz, 50 kS/s, DC
+ramps at 200 V/s (slew limit 1000 V/s so 10 mV tones up to 4 kHz fit), 15 ms settling after
+every operating-point change.
 
 Every method perturbs by 10 mV: HGE tone amplitude, FD half step and SPSA c. Each gradient is
 one call at one operating point (ramps from and back to rest, tone fades, settling: everything
@@ -71,6 +72,8 @@ class ScanPoint:
     device_s: float
     rms_error: float
     mean_stderr: float
+    saturated: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -113,13 +116,17 @@ def fit_target(points: list[ScanPoint], target: float) -> AtTarget | None:
     weights = 1.0 / errors**2  # relative errors count equally
     design = np.stack([np.ones_like(knobs), 1.0 / knobs], axis=1) * weights[:, None]
     (a, b), _ = nnls(design, errors**2 * weights)
-    slope, intercept = np.polyfit(knobs, costs, 1)
     floor = math.sqrt(a)
     if target**2 <= a:
         return AtTarget(math.inf, math.inf, True, floor)
     knob = b / (target**2 - a)
     extrapolated = not knobs.min() <= knob <= knobs.max()
-    return AtTarget(float(knob), float(intercept + slope * knob), extrapolated, floor)
+    if extrapolated:
+        slope, intercept = np.polyfit(knobs, costs, 1)
+        cost = intercept + slope * knob
+    else:  # the plan (and so the fade time) changes with the window: interpolate piecewise
+        cost = np.interp(knob, knobs, costs)
+    return AtTarget(float(knob), float(cost), extrapolated, floor)
 
 
 def scan_engine(
@@ -140,13 +147,14 @@ def scan_engine(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PlanWarning)
             engine = engine_for(device, loaded, settings, calibrations.get(window))  # type: ignore[arg-type]
-        estimates, stderrs, costs = [], [], []
+        estimates, stderrs, costs, saturated = [], [], [], 0
         for _ in range(repeats):
             for point in points:
                 batch = engine.measure(point, mode=mode)
                 estimates.append(batch.gradients_a_per_v[0])
                 stderrs.append(batch.stderr_a_per_v[0])
                 costs.append(batch.device_seconds)
+                saturated += int(batch.saturated)
         error = np.array(estimates) - np.tile(truth, (repeats, 1))
         out.append(
             ScanPoint(
@@ -154,6 +162,8 @@ def scan_engine(
                 float(np.mean(costs)),
                 float(np.sqrt(np.mean(error**2))),
                 float(np.sqrt(np.mean(np.square(stderrs)))),
+                saturated,
+                len(costs),
             )
         )
     return out
@@ -171,7 +181,7 @@ def scan_spsa(
     rng = np.random.default_rng(seed)
     out = []
     for n_pairs in SPSA_PAIRS:
-        estimates, stderrs, costs = [], [], []
+        estimates, stderrs, costs, saturated = [], [], [], 0
         for _ in range(repeats):
             for point in points:
                 result = spsa_gradient(
@@ -187,6 +197,7 @@ def scan_spsa(
                 estimates.append(result.gradient_a_per_v)
                 stderrs.append(result.stderr_a_per_v)
                 costs.append(result.device_seconds)
+                saturated += int(result.saturated)
         error = np.array(estimates) - np.tile(truth, (repeats, 1))
         out.append(
             ScanPoint(
@@ -194,6 +205,8 @@ def scan_spsa(
                 float(np.mean(costs)),
                 float(np.sqrt(np.mean(error**2))),
                 float(np.sqrt(np.mean(np.square(stderrs)))),
+                saturated,
+                len(costs),
             )
         )
     return out
@@ -272,13 +285,16 @@ def run_size(
 
 def print_scans(scans: dict[str, list[ScanPoint]], log: Callable[[str], None]) -> None:
     """The scanned settings."""
-    log(f"  {'method':<15} {'knob':>12} {'device-s/grad':>13} {'RMS err':>9} {'RMS stderr':>10}")
+    log(
+        f"  {'method':<15} {'knob':>12} {'device-s/grad':>13} {'RMS err':>9} "
+        f"{'RMS stderr':>10} {'saturated':>9}   (errors in nA/V)"
+    )
     for method, points in scans.items():
         for p in points:
             knob = f"{p.knob:g} pairs" if method == "SPSA" else f"T={p.knob * 1e3:g} ms"
             log(
                 f"  {method:<15} {knob:>12} {p.device_s:13.3f} {p.rms_error * NA:9.2f} "
-                f"{p.mean_stderr * NA:10.2f}"
+                f"{p.mean_stderr * NA:10.2f} {p.saturated:>4}/{p.total:<4}"
             )
 
 
@@ -333,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     log("command: " + shlex.join([sys.executable, *sys.argv]))
     log(
         f"settings: perturbation {AMPLITUDE_V * 1e3:g} mV for every method, settle "
-        f"{SETTLE_S * 1e3:g} ms per operating-point change, 50 kS/s, amplifier 20 kHz, noise "
+        f"{SETTLE_S * 1e3:g} ms per operating-point change, 50 kS/s, amplifier 1e7 V/A and "
+        "20 kHz, noise "
         "1e-5 nA^2/Hz at 1 kHz with 1/f (corner 100 Hz) and drift 2 pA/sqrt(s) (chain "
         f"defaults), HGE band {BAND_HZ[0]:g}-{BAND_HZ[1]:g} Hz, SPSA plateaus "
         f"{SPSA_WINDOW_S * 1e3:g} ms; base seed {args.seed}"

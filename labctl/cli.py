@@ -7,6 +7,7 @@ configuration or arguments: nothing touched a device); 130 interrupted (Ctrl-C);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -169,6 +170,17 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     point = _operating_point(loaded, args.at or [])
     with build_device(loaded) as device:
         engine, calibration_note = open_engine(device, loaded, curvature=args.curvature)
+        adaptive = loaded.config.homodyne.adaptive
+        if adaptive is not None and (args.mode or loaded.config.homodyne.mode) != "fd":
+            from labctl.homodyne.adaptive import apply_adaptive_amplitudes
+
+            choice = apply_adaptive_amplitudes(engine, np.array(point), adaptive)
+            print(
+                "adaptive amplitudes (mV): "
+                + " ".join(f"{a * 1e3:.2f}" for a in choice.amplitudes_v)
+                + f" (probing took {choice.probe_device_seconds:.2f} device-s)",
+                file=sys.stderr,
+            )
         batch = engine.measure([point], mode=args.mode)
         report = gradient_report(device, engine, batch, calibration_note)
     if args.json:
@@ -197,24 +209,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         engine, _ = open_engine(device, loaded, curvature=args.curvature, use_calibration=False)
         frequencies = calibration_frequencies(engine.plan)
         index = loaded.setup.electrode_index(electrode)
-        try:
-            fixture = device.reference_resistor(index, cal.resistance_ohm)
-            fixture.__enter__()
-        except NotImplementedError:
-            fixture = None
-            print(
-                f"Connect a {cal.resistance_ohm:g} ohm resistor between {electrode} and the "
-                "output in place of the device."
-            )
-            if not args.yes:
-                input("Press Enter when it is connected (Ctrl-C to cancel) ")
-        try:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(device.reference_resistor(index, cal.resistance_ohm))
+            except NotImplementedError:
+                print(
+                    f"Connect a {cal.resistance_ohm:g} ohm resistor between {electrode} and the "
+                    "output in place of the device."
+                )
+                if not args.yes:
+                    input("Press Enter when it is connected (Ctrl-C to cancel) ")
             response = measure_chain_response(
                 device, loaded, frequencies, loaded.config.homodyne.window_s
             )
-        finally:
-            if fixture is not None:
-                fixture.__exit__(None, None, None)
     save_calibration(path, response, loaded)
     print(f"{'f (Hz)':>9}  {'|C|':>7}  {'phase (deg)':>11}")
     for f, c in zip(response.frequencies_hz, response.response, strict=True):

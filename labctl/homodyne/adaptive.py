@@ -129,7 +129,7 @@ class AmplitudeLimits:
         low, high = engine.control_bounds()
         amplitudes = engine.amplitudes_v
         # The engine has no public accessor for its device's limits.
-        slew = float(engine._device.limits.slew_v_per_s)
+        slew = float(engine.device.limits.slew_v_per_s)
         return cls(min_v=low - amplitudes, max_v=high + amplitudes, slew_v_per_s=slew)
 
 

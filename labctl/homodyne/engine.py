@@ -146,6 +146,11 @@ class GradientEngine:
 
     # -- description -------------------------------------------------------------------------
     @property
+    def device(self) -> SafeDevice:
+        """The safe device the engine drives."""
+        return self._device
+
+    @property
     def plan(self) -> FrequencyPlan:
         """The frequency plan in use."""
         return self._plan
