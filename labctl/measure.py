@@ -8,7 +8,7 @@ import numpy as np
 
 from labctl.config import LabConfig
 from labctl.device import FloatArray
-from labctl.homodyne.drive import synthesise_drive
+from labctl.homodyne.engine import device_drive
 from labctl.safety import SafeDevice
 
 
@@ -48,16 +48,7 @@ def operating_points(config: LabConfig) -> FloatArray:
 def measure(device: SafeDevice, config: LabConfig) -> list[MeasuredPoint]:
     """Apply every operating point in one record (slew-limited ramps between them)."""
     points = operating_points(config)
-    drive = synthesise_drive(
-        rest_v=device.rest_voltages(),
-        operating_points_v=points,
-        tones=None,
-        sample_rate_hz=device.sample_rate_hz,
-        window_s=config.measure.window_s,
-        settle_s=config.measure.settle_s,
-        slew_v_per_s=device.limits.slew_v_per_s,
-        dc_ramp_v_per_s=device.limits.ramp_v_per_s,
-    )
+    drive = device_drive(device, points, None, config.measure.window_s, config.measure.settle_s)
     acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
     results = []
     for window in drive.windows:

@@ -23,7 +23,8 @@ import numpy as np
 from labctl.config import LoadedConfig
 from labctl.homodyne.calibration import ChainResponse, response_from_resistor
 from labctl.homodyne.demod import fit_tones
-from labctl.homodyne.drive import ToneSet, synthesise_drive
+from labctl.homodyne.drive import ToneSet
+from labctl.homodyne.engine import device_drive
 from labctl.homodyne.plan import FrequencyPlan
 from labctl.safety import SafeDevice
 
@@ -90,16 +91,13 @@ def measure_chain_response(
         )
         amplitudes.append(amplitude)
         tones = ToneSet((index,), (frequency,), (amplitude,))
-        drive = synthesise_drive(
-            rest_v=rest,
-            operating_points_v=rest[None, :],
-            tones=tones,
-            sample_rate_hz=rate,
-            window_s=window_s,
-            settle_s=config.homodyne.settle_s,
-            slew_v_per_s=device.limits.slew_v_per_s,
-            fade_periods=config.homodyne.fade_periods,
-            dc_ramp_v_per_s=device.limits.ramp_v_per_s,
+        drive = device_drive(
+            device,
+            rest[None, :],
+            tones,
+            window_s,
+            config.homodyne.settle_s,
+            config.homodyne.fade_periods,
         )
         acquisition = device.apply(drive.waveform_v, rate)
         window = drive.windows[0]

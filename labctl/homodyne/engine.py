@@ -114,6 +114,38 @@ class GradientBatch:
         return any(r.saturated for r in self.results)
 
 
+def device_drive(
+    device: SafeDevice,
+    points_v: FloatArray,
+    tones: ToneSet | None,
+    window_s: float,
+    settle_s: float,
+    fade_periods: int = 2,
+) -> Drive:
+    """One record visiting ``points_v`` on ``device``, within its slew and ramp limits.
+
+    Args:
+        device: The safe device (its rest voltages, rate and limits shape the drive).
+        points_v: Operating points, shape ``(n_points, n_electrodes)`` (V).
+        tones: Tones to run through the record, or None for plain DC plateaus.
+        window_s: Measurement window per point (s).
+        settle_s: Settling after each transition (s).
+        fade_periods: Tone fade in/out, in periods of the slowest tone.
+    """
+    limits = device.limits
+    return synthesise_drive(
+        rest_v=device.rest_voltages(),
+        operating_points_v=points_v,
+        tones=tones,
+        sample_rate_hz=device.sample_rate_hz,
+        window_s=window_s,
+        settle_s=settle_s,
+        slew_v_per_s=limits.slew_v_per_s,
+        fade_periods=fade_periods,
+        dc_ramp_v_per_s=limits.ramp_v_per_s,
+    )
+
+
 class GradientEngine:
     """Measures gradients on a safe device as the ``homodyne`` configuration says.
 
@@ -385,18 +417,7 @@ class GradientEngine:
 
     def _drive(self, points: FloatArray, tones: ToneSet | None) -> Drive:
         s = self._settings
-        limits = self._device.limits
-        return synthesise_drive(
-            rest_v=self._device.rest_voltages(),
-            operating_points_v=points,
-            tones=tones,
-            sample_rate_hz=self._rate,
-            window_s=s.window_s,
-            settle_s=s.settle_s,
-            slew_v_per_s=limits.slew_v_per_s,
-            fade_periods=s.fade_periods,
-            dc_ramp_v_per_s=limits.ramp_v_per_s,
-        )
+        return device_drive(self._device, points, tones, s.window_s, s.settle_s, s.fade_periods)
 
     def _check_points(self, points: FloatArray, margin: FloatArray | None = None) -> None:
         amplitudes = self._amplitudes if margin is None else margin
