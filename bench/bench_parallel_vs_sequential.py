@@ -141,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             seq = np.concatenate(results["sequential"])
             summary[df] = (par, seq, saturated, seconds)
 
+        flagged = sum(int(saturated.sum()) for _, _, saturated, _ in summary.values())
         print(
-            f"\n{args.points} points; statistics over all 5 components of the points whose "
-            "records did not saturate (a saturated record flags every point in its chunk)"
+            f"\n{args.points} points; statistics over all 5 components; {flagged} point "
+            "measurement(s) flagged as saturated and left out (a saturated record flags every "
+            "point of its chunk)"
         )
         header = (
             f"{'df (Hz)':>7} {'points':>6} {'slope':>7} {'icept':>7} {'R2 fit':>7} "

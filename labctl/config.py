@@ -255,8 +255,14 @@ class HomodyneConfig(_Strict):
         description="'projection' onto the calibrated phase, or the lab's sign-by-phase rule.",
     )
     phase_threshold_deg: float = Field(90.0, gt=0, lt=180, description="Sign-rule threshold.")
-    demodulation: Literal["least_squares", "boxcar"] = Field(
-        "least_squares", description="Joint least-squares fit or plain boxcar averages."
+    demodulation: Literal["least_squares", "boxcar", "lockin"] = Field(
+        "least_squares",
+        description="Joint least-squares fit, plain boxcar averages, or a streaming software "
+        "lock-in (mix, n-th order RC low-pass, averaged over each window).",
+    )
+    lockin_order: int = Field(4, ge=1, le=8, description="Lock-in low-pass order (6 dB/oct each).")
+    lockin_time_constant_s: float = Field(
+        0.01, gt=0, description="Lock-in time constant of each RC section (s)."
     )
     fd_step_v: float = Field(0.01, gt=0, description="Finite-difference half step (V).")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)

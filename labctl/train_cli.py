@@ -70,7 +70,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress._bar.write("aborting: ramping electrodes to 0 V")
             controller.abort("Ctrl-C twice")
 
+    terminated = False
+
     def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal terminated
+        terminated = True
         if not controller.is_terminal() and controller.state not in (
             RunState.IDLE,
             RunState.ABORTING,
@@ -103,6 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise outcome_box["error"]
     state = outcome_box.get("state", controller.state)
     _finish(run, state, args)
+    if terminated and state is RunState.ABORTED:
+        return 143
     return EXIT_CODES.get(state, 1)
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from labctl.cli import main
@@ -104,3 +105,18 @@ def test_schema_is_json_schema(capsys) -> None:
     assert schema["title"] == "labctl configuration"
     assert "setup" in schema["properties"]
     assert schema["additionalProperties"] is False
+
+
+def test_measure_prints_and_saves_the_sweep(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sweep.json"
+    assert main(["measure", str(CONFIGS / "sim_dnpu.yaml"), "-o", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "I mean (nA)" in table and "device time" in table
+    points = json.loads(out.read_text())
+    assert len(points) == 13
+    assert [p["voltages_v"]["e0"] for p in points] == pytest.approx(
+        list(np.linspace(-1.2, 1.2, 13))
+    )
+    currents = np.array([p["mean_current_a"] for p in points])
+    assert np.all(np.abs(currents) > 1e-9) and np.all(np.abs(currents) < 200e-9)
+    assert np.ptp(currents) > 1e-9  # the sweep electrode changes the output

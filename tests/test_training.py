@@ -235,3 +235,56 @@ def test_cli_train_bad_input_exits_2(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "task" in err and "XOR" in err
     assert not (tmp_path / "runs").exists()
+
+
+def _train_subprocess(tmp_path: Path, signals: list[int]) -> tuple[int, RunStore, dict]:
+    """Start `labctl train`, wait for 3 iterations, send ``signals``; return rc, store, bench."""
+    state_file = tmp_path / "bench.json"
+    path = gate_config(tmp_path, max_iterations=300, accuracy_hold_iterations=None)
+    data = yaml.safe_load(path.read_text())
+    data["setup"]["backend"]["settings"]["state_file"] = str(state_file)
+    data["setup"]["backend"]["settings"]["realtime"] = True  # slow enough to interrupt
+    path.write_text(yaml.safe_dump(data))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labctl.cli", "train", str(path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = list_runs(tmp_path / "runs")
+        if runs and runs[0].iterations >= 3:
+            break
+        time.sleep(0.05)
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(0.05)
+    proc.communicate(timeout=60)
+    (run,) = list_runs(tmp_path / "runs")
+    store = RunStore.open(run.path, read_only=True)
+    return proc.returncode, store, json.loads(state_file.read_text())
+
+
+def test_ctrl_c_stops_after_the_iteration_and_saves(tmp_path: Path) -> None:
+    rc, store, bench = _train_subprocess(tmp_path, [signal.SIGINT])
+    assert rc == 0
+    assert store.status() == "finished"
+    assert store.summary()["stop_reason"] == "stop requested"
+    assert 3 <= store.iteration_count() < 300
+    assert bench["applied_v"] == [0.0] * 7 and bench["open"] is False
+    assert (store.path / "report.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("signals", "rc"), [([signal.SIGINT, signal.SIGINT], 130), ([signal.SIGTERM], 143)]
+)
+def test_second_ctrl_c_or_sigterm_aborts_with_safe_shutdown(tmp_path: Path, signals, rc) -> None:
+    code, store, bench = _train_subprocess(tmp_path, signals)
+    assert code == rc
+    assert store.status() == "aborted"
+    assert store.iteration_count() >= 3
+    assert bench["applied_v"] == [0.0] * 7

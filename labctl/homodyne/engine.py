@@ -31,6 +31,7 @@ from labctl.device import FloatArray
 from labctl.homodyne.calibration import ChainResponse, project_with_errors, sign_by_phase
 from labctl.homodyne.demod import ToneFit, boxcar_demodulate, fit_tones, local_noise_stderr
 from labctl.homodyne.drive import Drive, ToneSet, synthesise_drive
+from labctl.homodyne.lockin import StreamingLockIn
 from labctl.homodyne.plan import FrequencyPlan, plan_frequencies, validate_frequencies
 from labctl.safety import SafeDevice
 
@@ -209,6 +210,11 @@ class GradientEngine:
             raise ValueError("amplitudes must be positive, one per perturbed electrode")
         self._amplitudes = amplitudes
 
+    @property
+    def calibration(self) -> ChainResponse | None:
+        """The chain calibration in use (None: sign-by-phase fallback)."""
+        return self._calibration
+
     def set_calibration(self, calibration: ChainResponse | None) -> None:
         """Use a (new) chain calibration for phase projection."""
         self._calibration = calibration
@@ -303,10 +309,22 @@ class GradientEngine:
         acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
         record = acquisition.current_a[0]
         saturated = bool(acquisition.saturated.any())
+        lockin = None
+        if self._settings.demodulation == "lockin":
+            lockin = StreamingLockIn(
+                self._rate,
+                tones.frequencies_hz,
+                time_constant_s=self._settings.lockin_time_constant_s,
+                order=self._settings.lockin_order,
+                phases_rad=tones.phases_rad,
+            ).process(record)
         results = []
         for case, window in enumerate(drive.windows):
             samples = record[window.start : window.stop]
-            fit = self._fit(samples, tones, window.start, curvature=self._settings.curvature)
+            if lockin is not None:
+                fit = lockin_fit(samples, lockin[:, window.start : window.stop], tones, self._rate)
+            else:
+                fit = self._fit(samples, tones, window.start, curvature=self._settings.curvature)
             results.append(self._result(points[case], fit, np.arange(len(self._names)), saturated))
         return results, [acquisition.current_a]
 
@@ -569,6 +587,36 @@ def with_local_noise(fit: ToneFit, samples: FloatArray, rate_hz: float) -> ToneF
         stderr=tone_se,
         stderr_components=np.stack([tone_se, tone_se], axis=-1),
         extra_stderr=se[len(tone_bins) :],
+    )
+
+
+def lockin_fit(
+    samples: FloatArray, lockin_output: np.ndarray, tones: ToneSet, rate_hz: float
+) -> ToneFit:
+    """A :class:`ToneFit` from a streaming lock-in's output read at the end of one window.
+
+    The lock-in runs over the whole record and its complex output X + iY is read at the last
+    sample of the window, as a hardware lock-in's output would be. (Averaging the output over a
+    coherent window would cancel the beats between tones and hide exactly the leakage this
+    mode exists to show.) Standard errors are those of an ideal window average, a lower bound:
+    the filter's leakage from neighbouring tones is not included.
+    """
+    c = lockin_output[:, -1]
+    n = samples.size
+    bins = [round(f * n / rate_hz) for f in tones.frequencies_hz]
+    se = local_noise_stderr(samples, bins, sorted(_products(bins)))
+    return ToneFit(
+        complex_amplitude=c,
+        stderr=se,
+        stderr_components=np.stack([se, se], axis=-1),
+        dc=np.asarray(samples.mean()),
+        drift_per_s=np.asarray(0.0),
+        extra_complex_amplitude=np.zeros(0, dtype=complex),
+        extra_stderr=np.zeros(0),
+        residual_rms=np.asarray(np.std(samples)),
+        n_samples=n,
+        frequencies_hz=tuple(tones.frequencies_hz),
+        extra_frequencies_hz=(),
     )
 
 

@@ -102,13 +102,25 @@ def execute(run: TrainingRun, controller: RunController) -> RunState:
     """
     loaded = run.loaded
     store = run.store
-    store.set_status("running", {})
     summary: dict[str, Any] = {}
     with build_device(loaded) as device:
         controller.set_abort_hook(device.safe_shutdown)
         engine, _ = open_engine(device, loaded)
         note = ensure_calibration(device, loaded, engine)
         controller.publish(RunMessage(logging.INFO, f"phase: {engine.phase_method} ({note})"))
+        calibration = engine.calibration
+        store.set_status(
+            "running",
+            {
+                "instrument": device.identity(),
+                "sample_rate_hz": device.sample_rate_hz,
+                "frequencies_hz": list(engine.plan.frequencies_hz),
+                "amplitudes_v": [float(a) for a in engine.amplitudes_v],
+                "phase_method": engine.phase_method,
+                "calibration_note": note,
+                "calibration": calibration.to_dict() if calibration is not None else None,
+            },
+        )
         trainer = Trainer(device, loaded, engine, store, controller)
 
         def body(ctl: RunController) -> dict[str, Any]:
