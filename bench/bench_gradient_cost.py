@@ -236,7 +236,8 @@ def run_size(
         calibrations = {w: response for w in HGE_WINDOWS_S}
         engine = engine_for(device, loaded, base, response)
         rng = np.random.default_rng(args.seed + 1000 * n_controls)
-        points = random_points(device, engine, args.points, rng)
+        margin = max(0.0, args.fd_step_mv * 1e-3 - AMPLITUDE_V)  # room for the larger FD step
+        points = random_points(device, engine, args.points, rng, margin_v=margin)
         indices = list(engine.electrode_indices)
         truth = model.gradient_a_per_v(points)[:, indices]
         currents = model.current_a(points)
