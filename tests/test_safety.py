@@ -339,3 +339,45 @@ def test_process_exits_leave_electrodes_at_zero(tmp_path: Path, mode, sig, expec
         assert rc != 0  # KeyboardInterrupt: Python exits by SIGINT after the cleanup
     else:
         assert rc == expected_rc
+
+
+def _independent_verdict(wave: np.ndarray, electrodes, limits: SafetyLimits, rate: float) -> bool:
+    """Brute-force reading of the rules, sample by sample."""
+    step = limits.slew_v_per_s / rate
+    for row, e in enumerate(electrodes):
+        values = [float(v) for v in wave[row]]
+        if values[0] != e.rest_v or values[-1] != e.rest_v:
+            return False
+        for n, v in enumerate(values):
+            if not (e.min_v <= v <= e.max_v) or abs(v) > limits.max_abs_v:
+                return False
+            if n and abs(v - values[n - 1]) > step * (1 + 1e-9):
+                return False
+    return True
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 40),
+    scale=st.sampled_from([0.0, 0.005, 0.02, 0.5, 3.0]),
+    rest_ends=st.booleans(),
+)
+def test_check_agrees_with_a_brute_force_reading_of_the_rules(
+    sim_config, seed: int, n: int, scale: float, rest_ends: bool
+) -> None:
+    device = make_device(sim_config(exact=True))
+    rng = np.random.default_rng(seed)
+    wave = np.cumsum(rng.normal(0.0, scale, size=(7, n)), axis=1)
+    if rest_ends:
+        wave[:, 0] = 0.0
+        wave[:, -1] = 0.0
+    expected = _independent_verdict(wave, device.electrodes, device.limits, RATE)
+    try:
+        check_waveform(wave, RATE, device.electrodes, device.limits)
+        verdict = True
+    except SafetyViolation:
+        verdict = False
+    assert verdict == expected
