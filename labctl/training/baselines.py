@@ -9,7 +9,8 @@ pair is about ``Σ_{j≠k} g_j²``: SPSA needs only two measurements per pair wh
 parameters, but many pairs for an accurate gradient.
 
 All plateaus of one call are visited in one record (DC only, no tones) built by
-:func:`labctl.homodyne.drive.synthesise_drive` and played through the :class:`SafeDevice`, so the
+:func:`labctl.homodyne.drive.synthesise_drive` (through :func:`labctl.homodyne.engine.device_drive`,
+within the device's slew and ramp limits) and played through the :class:`SafeDevice`, so the
 device time it reports (ramps and settling included) compares directly with
 :attr:`labctl.homodyne.engine.GradientBatch.device_seconds`.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labctl.device import FloatArray
-from labctl.homodyne.drive import synthesise_drive
+from labctl.homodyne.engine import device_drive
 from labctl.safety import SafeDevice
 
 log = logging.getLogger(__name__)
@@ -131,20 +132,9 @@ def spsa_gradient(
     plateaus[0::2, indices] += perturbation_v * deltas
     plateaus[1::2, indices] -= perturbation_v * deltas
 
-    rate = device.sample_rate_hz
-    limits = device.limits
-    drive = synthesise_drive(
-        rest_v=device.rest_voltages(),
-        operating_points_v=plateaus,
-        tones=None,
-        sample_rate_hz=rate,
-        window_s=window_s,
-        settle_s=settle_s,
-        slew_v_per_s=limits.slew_v_per_s,
-        dc_ramp_v_per_s=limits.ramp_v_per_s,
-    )
+    drive = device_drive(device, plateaus, None, window_s, settle_s)
     start = device.device_seconds
-    acquisition = device.apply(drive.waveform_v, rate)
+    acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
     used = device.device_seconds - start
     record = acquisition.current_a[0]
     means = np.array([drive.window_samples(record, c).mean() for c in range(2 * n_pairs)])
