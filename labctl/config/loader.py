@@ -1,0 +1,165 @@
+"""Loading YAML into validated objects, with every problem reported by field path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from labctl.config.lab import LabConfig
+from labctl.config.setup import SetupConfig
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration file."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(ValueError):
+    """A configuration did not validate; :attr:`issues` lists every problem."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        lines = "\n".join(f"  - {issue}" for issue in issues)
+        super().__init__(f"{source}: {len(issues)} problem(s) in the configuration:\n{lines}")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration, with the backend's validated settings and its source."""
+
+    config: LabConfig
+    backend_settings: BaseModel
+    source: Path | None
+    text: str
+
+    @property
+    def setup(self) -> SetupConfig:
+        """The setup section."""
+        return self.config.setup
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The configuration with defaults filled in (for run stores)."""
+        data = self.config.model_dump(mode="json")
+        data["setup"]["backend"]["settings"] = self.backend_settings.model_dump(mode="json")
+        return data
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read and validate a YAML configuration file.
+
+    Raises:
+        ConfigError: The file is missing, empty, not YAML, or does not validate.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), [ConfigIssue("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [ConfigIssue("", f"cannot read the file: {exc}")]) from None
+    return parse_config(text, source=path)
+
+
+def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
+    """Validate configuration text (``source`` anchors relative paths and error messages)."""
+    label = str(source) if source is not None else "<config>"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(label, [ConfigIssue("", f"not valid YAML{where}: {problem}")]) from None
+    if data is None:
+        raise ConfigError(label, [ConfigIssue("", "the file is empty; see configs/ for examples")])
+    if not isinstance(data, dict):
+        raise ConfigError(
+            label,
+            [
+                ConfigIssue(
+                    "",
+                    "the top level must be a mapping with a 'setup' key, "
+                    f"not {type(data).__name__}",
+                )
+            ],
+        )
+    try:
+        config = LabConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(label, _issues_from_validation(exc)) from None
+    base_dir = source.parent if source is not None else Path.cwd()
+    settings = _validate_backend(config.setup, label, base_dir)
+    return LoadedConfig(config=config, backend_settings=settings, source=source, text=text)
+
+
+def _validate_backend(setup: SetupConfig, label: str, base_dir: Path) -> BaseModel:
+    from labctl.registry import UnknownBackendError, get_backend
+
+    try:
+        spec = get_backend(setup.backend.name)
+    except UnknownBackendError as exc:
+        raise ConfigError(label, [ConfigIssue("setup.backend.name", str(exc))]) from None
+    try:
+        settings = spec.settings_model.model_validate(
+            setup.backend.settings, context={"base_dir": base_dir}
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            label, _issues_from_validation(exc, prefix=("setup", "backend", "settings"))
+        ) from None
+    if spec.check_setup is not None:
+        problems = spec.check_setup(setup, settings)
+        if problems:
+            raise ConfigError(label, [ConfigIssue("setup", p) for p in problems])
+    return settings
+
+
+def _issues_from_validation(
+    exc: ValidationError, prefix: tuple[str | int, ...] = ()
+) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors():
+        loc = prefix + tuple(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}: check the spelling (labctl schema lists the keys)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        elif "input" in error and error["type"] not in ("model_type", "dict_type"):
+            message = f"{message} (got {error['input']!r})"
+        issues.append(ConfigIssue(_format_loc(loc), message))
+    return issues
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def json_schema() -> str:
+    """The JSON Schema of :class:`LabConfig` (for editor completion)."""
+    schema = LabConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "labctl configuration"
+    return json.dumps(schema, indent=2)
