@@ -29,6 +29,7 @@ from labctl.run.store import (
     RunStore,
     RunStoreError,
     list_runs,
+    writer_lock,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -328,7 +329,11 @@ def test_list_runs(tmp_path: Path) -> None:
     assert (sa.status, sa.iterations, sa.best_loss, sa.path) == ("finished", 4, 0.25, a.path)
     assert sa.start_time is not None and sa.start_time.tzinfo is not None
     sb = summaries[b.name]
-    assert (sb.status, sb.iterations, sb.best_loss) == ("running", 0, None)
+    # "running" in the store, but no process holds the writer lock: it was interrupted
+    assert (sb.status, sb.iterations, sb.best_loss) == ("interrupted", 0, None)
+    with writer_lock(b.path):
+        live = {s.name: s for s in list_runs(tmp_path)}
+        assert live[b.name].status == "running"
     assert summaries[broken.name].status == "unreadable"
     assert [s.name for s in list_runs(tmp_path)] == sorted(summaries)
     assert list_runs(tmp_path / "missing") == []

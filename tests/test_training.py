@@ -20,7 +20,7 @@ from labctl.cli import main
 from labctl.config import parse_config
 from labctl.run.control import RunController, RunState
 from labctl.run.events import IterationCompleted, StateChanged
-from labctl.run.store import RunStore, list_runs
+from labctl.run.store import RunBusyError, RunStore, list_runs, writer_lock
 from labctl.training.session import execute, new_run, resume_run
 from tests.conftest import CONFIGS, REPO
 
@@ -123,6 +123,22 @@ def test_abort_shuts_the_device_down_now(tmp_path: Path) -> None:
     assert json.loads(state_file.read_text())["applied_v"] == [0.0] * 7
 
 
+def test_a_live_run_cannot_be_executed_twice(tmp_path: Path) -> None:
+    run = start(gate_config(tmp_path, max_iterations=300, accuracy_hold_iterations=None))
+    controller = RunController()
+    controller.start()
+    worker = threading.Thread(target=execute, args=(run, controller))
+    worker.start()
+    while run.store.iteration_count() < 1:
+        time.sleep(0.01)
+    assert list_runs(tmp_path / "runs")[0].status == "running"
+    with pytest.raises(RunBusyError, match="another process"), writer_lock(run.path):
+        pass
+    controller.request_stop()
+    worker.join(30)
+    assert list_runs(tmp_path / "runs")[0].status == "finished"
+
+
 def test_resume_continues_numbering_and_finishes(tmp_path: Path) -> None:
     path = gate_config(tmp_path, max_iterations=8, accuracy_hold_iterations=None)
     run = start(path)
@@ -176,6 +192,7 @@ def test_sigkill_at_random_moments_loses_at_most_one_iteration(tmp_path: Path) -
         proc.wait(30)
         runs = list_runs(tmp_path / "runs")
         assert len(runs) == 1
+        assert runs[0].status == "interrupted"  # no live process executes it any more
         run_dir = runs[0].path
         with RunStore.open(run_dir, read_only=True) as store:
             records = store.iterations()

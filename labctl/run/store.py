@@ -18,6 +18,7 @@ round-trip exactly through ``repr``; tuples come back as lists).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -42,6 +43,12 @@ from typing import Any, Self
 import numpy as np
 import yaml
 from numpy.typing import NDArray
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+    import msvcrt
 
 logger = logging.getLogger(__name__)
 
@@ -758,10 +765,72 @@ class RunStore:
         return conn
 
 
+LOCK_FILE = "writer.lock"
+"""Held (``flock``) by the process that executes a run; absent holder = run not live."""
+
+
+class RunBusyError(RunStoreError):
+    """Another process is executing this run."""
+
+
+@contextlib.contextmanager
+def writer_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the run's writer lock while a process executes it.
+
+    The operating system releases the lock when the process dies, however it dies, so
+    :func:`list_runs` can tell a live run from one that was killed, and two processes can never
+    resume the same run at once.
+
+    Raises:
+        RunBusyError: Another live process holds the lock.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    handle = path.open("a+")
+    try:
+        if not _try_lock(handle):
+            raise RunBusyError(
+                f"run {run_dir} is being executed by another process; wait for it or stop it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def is_live(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether some process holds the run's writer lock right now."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return False
+    with path.open("a+") as handle:
+        return not _try_lock(handle)
+
+
+def _try_lock(handle: Any) -> bool:
+    """Take an exclusive lock on ``handle`` without waiting; False if another process has it.
+
+    The lock lasts until the handle is closed (or the process ends).
+    """
+    try:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
+
+
 def list_runs(root_dir: str | os.PathLike[str]) -> list[RunSummary]:
     """Summaries of the runs directly under ``root_dir``, sorted by directory name (start time).
 
-    Directories without a run database are ignored; a damaged one is listed as ``"unreadable"``.
+    Directories without a run database are ignored; a damaged one is listed as ``"unreadable"``,
+    and one whose last status is ``"running"`` but which no live process executes (killed,
+    power cut) as ``"interrupted"``.
     """
     root = Path(root_dir)
     if not root.is_dir():
@@ -781,5 +850,7 @@ def list_runs(root_dir: str | os.PathLike[str]) -> list[RunSummary]:
         except (RunStoreError, sqlite3.DatabaseError) as exc:
             logger.warning("cannot read run %s: %s", run_dir, exc)
             status, count, best = "unreadable", 0, None
+        if status == "running" and not is_live(run_dir):
+            status = "interrupted"
         summaries.append(RunSummary(run_dir.name, run_dir, status, count, best, start))
     return summaries

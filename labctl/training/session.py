@@ -23,7 +23,7 @@ from labctl.homodyne.engine import PROJECTION, GradientEngine
 from labctl.homodyne.session import open_engine
 from labctl.run.control import RunController, RunState
 from labctl.run.events import RunMessage
-from labctl.run.store import RunStore
+from labctl.run.store import RunStore, writer_lock
 from labctl.safety import DeviceShutDown, SafeDevice
 from labctl.training.trainer import Trainer, TrainingOutcome, run_directory_name
 
@@ -103,7 +103,7 @@ def execute(run: TrainingRun, controller: RunController) -> RunState:
     loaded = run.loaded
     store = run.store
     summary: dict[str, Any] = {}
-    with build_device(loaded) as device:
+    with writer_lock(store.path), build_device(loaded) as device:
         controller.set_abort_hook(device.safe_shutdown)
         engine, _ = open_engine(device, loaded)
         note = ensure_calibration(device, loaded, engine)
