@@ -260,6 +260,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for r in runs
     ]
     _print_table(header, rows)
+    interrupted = [r for r in runs if r.status == "interrupted"]
+    for r in interrupted:
+        print(f"interrupted: continue with  labctl train --resume {r.path}")
     return EXIT_OK
 
 
