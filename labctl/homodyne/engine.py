@@ -11,7 +11,9 @@ Modes (all through the same safe device, so they can be compared in device-secon
 - ``parallel``: every electrode gets its tone at once; one record for all points.
 - ``sequential``: one electrode at a time (the paper's reference); N records.
 - ``fd``: central finite differences at DC, ``(I(V + h) - I(V - h)) / 2h``; one record with
-  2N + 1 plateaus per point.
+  2N + 1 plateaus per point. Its standard errors come from the scatter inside each plateau and
+  assume white noise: under 1/f noise and drift (which move the whole plateau) they read low,
+  by 3-8x in ``bench/bench_gradient_cost.py``. That is the physics HGE escapes.
 
 Phase handling: with a chain calibration the complex response is projected onto the
 calibrated phase (unbiased at any SNR, quadrature reported); without one the engine falls
