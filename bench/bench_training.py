@@ -51,6 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class Result:
     restarts: int
     separation_na: float
     wall_s: float
+    error: str = ""
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -161,9 +163,33 @@ def job_config(
 
 
 def run_job(job: Job, root: str) -> Result:
-    """Train one run (in a worker process) and summarise its outcome."""
+    """Train one run (in a worker process) and summarise its outcome.
+
+    Any exception is returned as text in :attr:`Result.error` (some exceptions, e.g. pydantic's
+    validation errors, do not survive the trip back to the parent process).
+    """
     logging.getLogger("labctl").setLevel(logging.WARNING)
     start = time.perf_counter()
+    try:
+        return _train(job, root, start)
+    except Exception as exc:
+        nan = float("nan")
+        return Result(
+            job.device,
+            job.gate,
+            job.mode,
+            job.index,
+            False,
+            0,
+            nan,
+            0,
+            nan,
+            0.0,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+
+def _train(job: Job, root: str, start: float) -> Result:
     folder = Path(root) / "configs"
     folder.mkdir(parents=True, exist_ok=True)
     # one file per run: the chain calibration is stored next to it, so runs never share one
@@ -189,10 +215,6 @@ def run_job(job: Job, root: str) -> Result:
         separation_na=outcome.final_separation_a * 1e9,
         wall_s=time.perf_counter() - start,
     )
-
-
-def _run_job_star(args: tuple[Job, str]) -> Result:
-    return run_job(*args)
 
 
 def settings_line(data: dict[str, Any]) -> str:
@@ -229,9 +251,10 @@ def table(device: str, gates: list[str], results: list[Result], runs: int) -> li
         single = [r for r in mine if r.mode == "single"]
         multi = [r for r in mine if r.mode == "restarts"]
         solved = [r for r in multi if r.solved]
+        one = f"{sum(r.solved for r in single)}/{runs}" if single else "-"
+        many = f"{len(solved)}/{runs}" if multi else "-"
         lines.append(
-            f"{gate:<5} {sum(r.solved for r in single):>9}/{runs:<2} "
-            f"{len(solved):>10}/{runs:<2} "
+            f"{gate:<5} {one:>12} {many:>13} "
             f"{median([r.iterations for r in solved]):>9.0f} "
             f"{median([r.device_seconds for r in solved]):>10.1f} "
             f"{median([r.restarts for r in solved]):>13.0f} "
@@ -314,9 +337,15 @@ def main(argv: list[str] | None = None) -> int:
             print("overrides: " + " ".join(args.set))
         sys.stdout.flush()
         context = multiprocessing.get_context("spawn")
-        with context.Pool(args.jobs) as pool:
-            results = list(pool.imap_unordered(_run_job_star, [(j, root) for j in jobs]))
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            results = list(pool.map(run_job, jobs, [root] * len(jobs)))
     wall = time.perf_counter() - start
+    errors = [r for r in results if r.error]
+    for r in errors[:5]:
+        print(f"error in {r.device} {r.gate} {r.mode} run {r.index}: {r.error}")
+    if errors:
+        print(f"{len(errors)} run(s) failed with an error")
+        return 1
 
     for device in devices:
         print()
