@@ -21,10 +21,8 @@ Per device and gate, two samples of ``--runs`` runs each:
 
 A run succeeds when the trainer's ``TrainingOutcome.solved`` holds: 100 % threshold accuracy and
 a positive separation in the final measurement of the best controls without tones. Run ``i``
-uses ``run.seed = i`` (initial and restart controls). On the surrogate the simulated noise seed
-(``setup.backend.settings.seed``) is ``i`` as well; on the hopping model that seed also draws the
-device itself, so there it stays 0 (the same device for every run; the noise still differs
-between runs because every run measures different operating points).
+uses ``run.seed = i`` (initial and restart controls) and ``noise_seed = i`` (the simulated
+noise); the device itself is the same for every run (hopping model seed 0).
 
 Runs go to a temporary directory that is deleted at the end. Work is spread over ``--jobs``
 processes (default 2), each with one BLAS thread.
@@ -157,8 +155,8 @@ def job_config(
         run.update(max_iterations=SINGLE_BUDGET, max_restarts=0)
     else:
         run.update(max_iterations=RESTART_BUDGET, max_restarts=None)
-    if device == "surrogate":
-        data["setup"]["backend"]["settings"]["seed"] = index
+    # a new noise realisation per run; on the hopping model the device itself stays seed 0
+    data["setup"]["backend"]["settings"]["noise_seed"] = index
     return data
 
 

@@ -62,6 +62,9 @@ class SimulatedSettings(BaseModel):
         "hopping", description="'hopping' (physics model) or 'surrogate' (MLP digital twin)."
     )
     seed: int = Field(0, ge=0, description="Seed of the device (hopping) and of the noise.")
+    noise_seed: int | None = Field(
+        None, ge=0, description="Seed of the noise alone (default: seed); same device, new noise."
+    )
     surrogate_path: Path | None = Field(
         None, description="NPZ surrogate (relative to the config file); default: shared device."
     )
@@ -253,7 +256,8 @@ class SimulatedBackend(ElectrodeBackend):
 def make_bench(setup: SetupConfig, settings: SimulatedSettings) -> SimBench:
     """A fresh bench for this setup and these settings."""
     model = build_model(settings)
-    chain = MeasurementChain(chain_settings(setup, settings), seed=settings.seed)
+    noise_seed = settings.seed if settings.noise_seed is None else settings.noise_seed
+    chain = MeasurementChain(chain_settings(setup, settings), seed=noise_seed)
     return SimBench(model, chain, TimeBase(realtime=settings.realtime))
 
 
