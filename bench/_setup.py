@@ -18,7 +18,6 @@ so the engine can project onto the calibrated phase.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from labctl.config import LabConfig, LoadedConfig, parse_config
+from labctl.config import LabConfig, LoadedConfig, merge_overrides, parse_config
 from labctl.connect import build_device
 from labctl.device import FloatArray
 from labctl.homodyne.calibrate import measure_chain_response
@@ -114,21 +113,10 @@ class TanhNetworkModel:
         return (sech2 * self._a) @ self._w
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in, recursively for nested mappings."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def dnpu_config(override: dict[str, Any]) -> LoadedConfig:
     """``configs/sim_dnpu.yaml`` with ``override`` merged in, validated by ``parse_config``."""
     path = CONFIGS / "sim_dnpu.yaml"
-    data = merge(yaml.safe_load(path.read_text()), override)
+    data = merge_overrides(yaml.safe_load(path.read_text()), override)
     return parse_config(yaml.safe_dump(data), source=path)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from labctl.config import LoadedConfig, parse_config
+from labctl.config import LoadedConfig, merge_overrides, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -18,22 +17,12 @@ SHARED_DEVICES = REPO.parent / "shared" / "devices"
 SURROGATE_A = SHARED_DEVICES / "dnpu_surrogate_a.npz"
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def config_from(name: str, override: dict[str, Any] | None = None) -> LoadedConfig:
     """A shipped config (configs/NAME) with a nested override merged in."""
     path = CONFIGS / name
     data = yaml.safe_load(path.read_text())
     if override:
-        data = _merge(data, override)
+        data = merge_overrides(data, override)
     return parse_config(yaml.safe_dump(data), source=path)
 
 
@@ -55,7 +44,7 @@ def sim_config() -> Callable[..., LoadedConfig]:
         extra: dict[str, Any] = {}
         if exact:
             extra = {"setup": {"backend": {"settings": {"effects": NO_EFFECTS}}}}
-        return config_from("sim_dnpu.yaml", _merge(extra, override or {}))
+        return config_from("sim_dnpu.yaml", merge_overrides(extra, override or {}))
 
     return make
 

@@ -19,6 +19,7 @@ from labctl.config.loader import (
     LoadedConfig,
     json_schema,
     load_config,
+    merge_overrides,
     parse_config,
 )
 from labctl.config.setup import (
@@ -57,5 +58,6 @@ __all__ = [
     "TaskConfig",
     "json_schema",
     "load_config",
+    "merge_overrides",
     "parse_config",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,20 @@ class LoadedConfig:
         data = self.config.model_dump(mode="json")
         data["setup"]["backend"]["settings"] = self.backend_settings.model_dump(mode="json")
         return data
+
+
+def merge_overrides(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A copy of configuration data ``base`` with ``override`` merged in.
+
+    Nested mappings merge key by key; any other value (lists included) replaces the base's.
+    """
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def load_config(path: str | Path) -> LoadedConfig:

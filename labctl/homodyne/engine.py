@@ -603,23 +603,10 @@ def lockin_fit(
     mode exists to show.) Standard errors are those of an ideal window average, a lower bound:
     the filter's leakage from neighbouring tones is not included.
     """
-    c = lockin_output[:, -1]
     n = samples.size
     bins = [round(f * n / rate_hz) for f in tones.frequencies_hz]
     se = local_noise_stderr(samples, bins, sorted(_products(bins)))
-    return ToneFit(
-        complex_amplitude=c,
-        stderr=se,
-        stderr_components=np.stack([se, se], axis=-1),
-        dc=np.asarray(samples.mean()),
-        drift_per_s=np.asarray(0.0),
-        extra_complex_amplitude=np.zeros(0, dtype=complex),
-        extra_stderr=np.zeros(0),
-        residual_rms=np.asarray(np.std(samples)),
-        n_samples=n,
-        frequencies_hz=tuple(tones.frequencies_hz),
-        extra_frequencies_hz=(),
-    )
+    return _tones_only_fit(lockin_output[:, -1], se, samples, tones)
 
 
 def boxcar_fit(samples: FloatArray, rate_hz: float, tones: ToneSet, start: int) -> ToneFit:
@@ -629,19 +616,24 @@ def boxcar_fit(samples: FloatArray, rate_hz: float, tones: ToneSet, start: int) 
             samples, rate_hz, tones.frequencies_hz, phases_rad=tones.phases_rad, start_index=start
         )
     )
-    residual = np.std(samples)
-    n = samples.size
-    se = np.full(c.shape, residual * math.sqrt(2.0 / n))
+    se = np.full(c.shape, np.std(samples) * math.sqrt(2.0 / samples.size))
+    return _tones_only_fit(c, se, samples, tones)
+
+
+def _tones_only_fit(
+    complex_amplitude: np.ndarray, stderr: FloatArray, samples: FloatArray, tones: ToneSet
+) -> ToneFit:
+    """A :class:`ToneFit` of demodulators that give tone amplitudes only (no drift, no extras)."""
     return ToneFit(
-        complex_amplitude=c,
-        stderr=se,
-        stderr_components=np.stack([se, se], axis=-1),
+        complex_amplitude=complex_amplitude,
+        stderr=stderr,
+        stderr_components=np.stack([stderr, stderr], axis=-1),
         dc=np.asarray(samples.mean()),
         drift_per_s=np.asarray(0.0),
         extra_complex_amplitude=np.zeros(0, dtype=complex),
         extra_stderr=np.zeros(0),
-        residual_rms=np.asarray(residual),
-        n_samples=n,
+        residual_rms=np.asarray(np.std(samples)),
+        n_samples=samples.size,
         frequencies_hz=tuple(tones.frequencies_hz),
         extra_frequencies_hz=(),
     )
