@@ -219,3 +219,21 @@ def test_restart_policy_is_reproducible() -> None:
     for a, b in zip(sequence(5), sequence(5), strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(sequence(5)[0], sequence(6)[0])
+
+
+@pytest.mark.parametrize("name", ["gd", "momentum", "adam"])
+def test_state_dict_round_trip_continues_identically(name: str) -> None:
+    import json
+
+    rng = np.random.default_rng(3)
+    grads = rng.normal(size=(6, 4))
+    a = make_optimiser(name, learning_rate=0.1)
+    p = np.zeros(4)
+    for g in grads[:3]:
+        p = a.step(p, g)
+    b = make_optimiser(name, learning_rate=0.1)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    pa, pb = p.copy(), p.copy()
+    for g in grads[3:]:
+        pa, pb = a.step(pa, g), b.step(pb, g)
+    np.testing.assert_array_equal(pa, pb)

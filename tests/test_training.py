@@ -160,8 +160,9 @@ def test_resume_continues_numbering_and_finishes(tmp_path: Path) -> None:
     records = resumed.store.iterations()
     assert [r.run_iteration for r in records] == list(range(12))
     assert records[:8] == first
-    # the resumed run re-measures where the interrupted one stood (optimiser state restarts)
-    np.testing.assert_array_equal(records[8].controls_v, first[-1].controls_v)
+    # the resumed run continues exactly: the step the last iteration took, with Adam's moments
+    np.testing.assert_array_equal(records[8].controls_v, first[-1].extra["next_controls_v"])
+    assert records[8].extra["optimiser_state"]["t"] == first[-1].extra["optimiser_state"]["t"] + 1
 
 
 def test_sigkill_at_random_moments_loses_at_most_one_iteration(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -33,6 +33,14 @@ class Optimiser(Protocol):
 
     def reset(self) -> None:
         """Forget all state (moments, step count)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Internal state as JSON-ready values (stored with every iteration)."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the state :meth:`state_dict` returned."""
         ...
 
 
@@ -83,6 +91,13 @@ class GradientDescent:
     def reset(self) -> None:
         """Nothing to forget."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """No state (JSON-ready)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore."""
+
 
 class Momentum(_StatefulShape):
     """Heavy-ball momentum: ``v ← β·v + g``; ``p ← p − η·v`` (Nesterov: ``p ← p − η·(g + β·v)``)."""
@@ -110,6 +125,15 @@ class Momentum(_StatefulShape):
         """Zero the velocity."""
         self._shape = None
         self._velocity = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The velocity (JSON-ready), to continue exactly after a resume."""
+        return {"velocity": _as_list(self._velocity)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self._velocity = _as_array(state.get("velocity"))
+        self._shape = None if self._velocity is None else self._velocity.shape
 
 
 class Adam(_StatefulShape):
@@ -158,6 +182,25 @@ class Adam(_StatefulShape):
         self._m = None
         self._v = None
         self._t = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Moments and step count (JSON-ready), to continue exactly after a resume."""
+        return {"m": _as_list(self._m), "v": _as_list(self._v), "t": self._t}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self._m = _as_array(state.get("m"))
+        self._v = _as_array(state.get("v"))
+        self._t = int(state.get("t", 0))
+        self._shape = None if self._m is None else self._m.shape
+
+
+def _as_list(array: FloatArray | None) -> list[float] | None:
+    return None if array is None else [float(x) for x in array]
+
+
+def _as_array(values: Any) -> FloatArray | None:
+    return None if values is None else np.asarray(values, dtype=np.float64)
 
 
 _OPTIMISERS: Mapping[str, type[GradientDescent | Momentum | Adam]] = MappingProxyType(

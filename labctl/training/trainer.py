@@ -213,8 +213,15 @@ class Trainer:
         iteration = store.next_iteration()
         if previous:
             last = previous[-1]
-            controls = project_to_box(last.controls_v, self._lower, self._upper)
-            restart_index = last.restart_index
+            extra = dict(last.extra)
+            if "next_controls_v" in extra:  # continue exactly where the last iteration led
+                controls = np.asarray(extra["next_controls_v"], dtype=np.float64)
+                restart_index = int(extra["next_restart_index"])
+                self._optimiser.load_state_dict(extra["optimiser_state"])
+            else:
+                controls = np.asarray(last.controls_v, dtype=np.float64)
+                restart_index = last.restart_index
+            controls = project_to_box(controls, self._lower, self._upper)
             device_offset = last.device_seconds
             for record in previous:
                 self._policy.best.update(record.loss, record.controls_v, record.run_iteration)
@@ -241,6 +248,29 @@ class Trainer:
             accuracy = threshold_accuracy(outputs, targets, direction=1).accuracy
             sep = separation(outputs, targets)
             device_seconds = device_offset + self._device.device_seconds - start_device
+            # decide what comes next before storing, so a resumed run continues exactly here
+            reason = self._stop.check(iteration + 1, loss, accuracy, device_seconds)
+            next_controls, next_restart = controls, restart_index
+            if reason is not None:
+                self._policy.best.update(loss, controls, iteration)
+            elif batch.saturated and self._policy.restarts_left:
+                self._message(f"output saturated at iteration {iteration}: restarting")
+                next_controls = self._policy.restart(iteration + 1, "saturation")
+                self._optimiser.reset()
+                next_restart += 1
+            else:
+                fresh = self._policy.observe(iteration, loss, controls)
+                if fresh is not None:
+                    self._message(f"stalled at iteration {iteration}: restarting")
+                    next_controls = fresh
+                    self._optimiser.reset()
+                    next_restart += 1
+                else:
+                    next_controls = project_to_box(
+                        self._optimiser.step(controls, dloss_dx @ gradients),
+                        self._lower,
+                        self._upper,
+                    )
             record = IterationRecord(
                 run_iteration=iteration,
                 restart_index=restart_index,
@@ -257,34 +287,19 @@ class Trainer:
                     "saturated": batch.saturated,
                     "cases": [int(c) for c in cases],
                     "phase_method": batch.results[0].phase_method,
+                    "next_controls_v": [float(v) for v in next_controls],
+                    "next_restart_index": next_restart,
+                    "optimiser_state": self._optimiser.state_dict(),
                 },
                 raw={"record_a": batch.records[0]} if self._loaded.config.run.store_raw else None,
             )
             store.append(record)
             self._controller.publish(IterationCompleted(record))
-            reason = self._stop.check(iteration + 1, loss, accuracy, device_seconds)
             if reason is not None:
-                self._policy.best.update(loss, controls, iteration)
                 stop_reason = str(reason)
                 break
             iteration += 1
-            if batch.saturated and self._policy.restarts_left:
-                self._message(f"output saturated at iteration {iteration - 1}: restarting")
-                controls = self._policy.restart(iteration, "saturation")
-                self._optimiser.reset()
-                restart_index += 1
-                continue
-            fresh = self._policy.observe(iteration - 1, loss, controls)
-            if fresh is not None:
-                self._message(f"stalled at iteration {iteration - 1}: restarting")
-                controls = fresh
-                self._optimiser.reset()
-                restart_index += 1
-                continue
-            dloss_dv = dloss_dx @ gradients
-            controls = project_to_box(
-                self._optimiser.step(controls, dloss_dv), self._lower, self._upper
-            )
+            controls, restart_index = next_controls, next_restart
         return self._evaluate(stop_reason, device_offset, start_device)
 
     def _pick_batch(self) -> np.ndarray:
