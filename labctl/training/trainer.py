@@ -364,7 +364,11 @@ def run_directory_name(loaded: LoadedConfig) -> str:
     task = config.task
     if task is None:
         return "run"
-    return f"{task.kind}-{task.name}" if task.name else task.kind
+    if task.name:
+        return f"{task.kind}-{task.name}"
+    if task.csv_path is not None:
+        return f"{task.kind}-{task.csv_path.stem}"
+    return task.kind
 
 
 def runs_root(loaded: LoadedConfig) -> Path:
