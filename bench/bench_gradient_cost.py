@@ -161,18 +161,29 @@ def scan_engine(
                 stderrs.append(batch.stderr_a_per_v[0])
                 costs.append(batch.device_seconds)
                 saturated += int(batch.saturated)
-        error = np.array(estimates) - np.tile(truth, (repeats, 1))
-        out.append(
-            ScanPoint(
-                window,
-                float(np.mean(costs)),
-                float(np.sqrt(np.mean(error**2))),
-                float(np.sqrt(np.mean(np.square(stderrs)))),
-                saturated,
-                len(costs),
-            )
-        )
+        out.append(scan_point(window, estimates, stderrs, costs, saturated, truth, repeats))
     return out
+
+
+def scan_point(
+    knob: float,
+    estimates: list[FloatArray],
+    stderrs: list[FloatArray],
+    costs: list[float],
+    saturated: int,
+    truth: FloatArray,
+    repeats: int,
+) -> ScanPoint:
+    """Summarise the estimates of one setting against the model's truth (tiled per repeat)."""
+    error = np.array(estimates) - np.tile(truth, (repeats, 1))
+    return ScanPoint(
+        knob,
+        float(np.mean(costs)),
+        float(np.sqrt(np.mean(error**2))),
+        float(np.sqrt(np.mean(np.square(stderrs)))),
+        saturated,
+        len(costs),
+    )
 
 
 def scan_spsa(
@@ -204,17 +215,7 @@ def scan_spsa(
                 stderrs.append(result.stderr_a_per_v)
                 costs.append(result.device_seconds)
                 saturated += int(result.saturated)
-        error = np.array(estimates) - np.tile(truth, (repeats, 1))
-        out.append(
-            ScanPoint(
-                float(n_pairs),
-                float(np.mean(costs)),
-                float(np.sqrt(np.mean(error**2))),
-                float(np.sqrt(np.mean(np.square(stderrs)))),
-                saturated,
-                len(costs),
-            )
-        )
+        out.append(scan_point(float(n_pairs), estimates, stderrs, costs, saturated, truth, repeats))
     return out
 
 
