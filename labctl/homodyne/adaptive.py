@@ -396,26 +396,14 @@ def choose_amplitudes(
     point_v: FloatArray,
     settings: AdaptiveAmplitudeConfig,
     limits: AmplitudeLimits | None = None,
-    *,
-    probe_ratio: float = 2.0,
-    probe_repeats: int = 2,
-    slew_fraction: float = 0.5,
-    bias_z: float = 2.0,
+    **probe_options: float,
 ) -> AmplitudeChoice:
     """Probe at ``point_v`` and choose per-electrode amplitudes (engine left unchanged).
 
-    Arguments as for :func:`probe_amplitude_response`.
+    ``probe_options`` (``probe_ratio``, ``probe_repeats``, ``slew_fraction``, ``bias_z``) are
+    those of :func:`probe_amplitude_response`.
     """
-    probe = probe_amplitude_response(
-        engine,
-        point_v,
-        settings,
-        limits,
-        probe_ratio=probe_ratio,
-        probe_repeats=probe_repeats,
-        slew_fraction=slew_fraction,
-        bias_z=bias_z,
-    )
+    probe = probe_amplitude_response(engine, point_v, settings, limits, **probe_options)
     return plan_amplitudes(probe, settings)
 
 
@@ -424,23 +412,10 @@ def apply_adaptive_amplitudes(
     point_v: FloatArray,
     settings: AdaptiveAmplitudeConfig,
     limits: AmplitudeLimits | None = None,
-    *,
-    probe_ratio: float = 2.0,
-    probe_repeats: int = 2,
-    slew_fraction: float = 0.5,
-    bias_z: float = 2.0,
+    **probe_options: float,
 ) -> AmplitudeChoice:
     """:func:`choose_amplitudes`, then set ``engine.amplitudes_v`` to the choice."""
-    choice = choose_amplitudes(
-        engine,
-        point_v,
-        settings,
-        limits,
-        probe_ratio=probe_ratio,
-        probe_repeats=probe_repeats,
-        slew_fraction=slew_fraction,
-        bias_z=bias_z,
-    )
+    choice = choose_amplitudes(engine, point_v, settings, limits, **probe_options)
     engine.amplitudes_v = choice.amplitudes_v
     return choice
 

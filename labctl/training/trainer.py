@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -369,8 +368,3 @@ def run_directory_name(loaded: LoadedConfig) -> str:
     if task.csv_path is not None:
         return f"{task.kind}-{task.csv_path.stem}"
     return task.kind
-
-
-def runs_root(loaded: LoadedConfig) -> Path:
-    """Directory holding the runs of this configuration (relative to the working directory)."""
-    return loaded.config.run.directory
