@@ -59,7 +59,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_backends(args: argparse.Namespace) -> int:
     """List the installed backends."""
-    from labctl.registry import available_backends, get_backend
+    from labctl.device.registry import available_backends, get_backend
 
     for name in sorted(available_backends()):
         try:
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labctl`` console script."""
     from labctl.homodyne.plan import PlanError
-    from labctl.safety import TerminatedBySignal, shutdown_on_signals
+    from labctl.device.safety import TerminatedBySignal, shutdown_on_signals
 
     parser = build_parser()
     args = parser.parse_args(argv)

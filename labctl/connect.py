@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from labctl.config import LoadedConfig
-from labctl.registry import get_backend
-from labctl.safety import SafeDevice, SafetyLimits
+from labctl.device.registry import get_backend
+from labctl.device.safety import SafeDevice, SafetyLimits
 
 
 def build_device(loaded: LoadedConfig) -> SafeDevice:

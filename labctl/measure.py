@@ -9,7 +9,7 @@ import numpy as np
 from labctl.config import LabConfig
 from labctl.device import FloatArray
 from labctl.homodyne.engine import device_drive
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
 
 
 def _validate_backend(setup: SetupConfig, label: str, base_dir: Path) -> BaseModel:
-    from labctl.registry import UnknownBackendError, get_backend
+    from labctl.device.registry import UnknownBackendError, get_backend
 
     try:
         spec = get_backend(setup.backend.name)

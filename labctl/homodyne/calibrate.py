@@ -26,7 +26,7 @@ from labctl.homodyne.demod import fit_tones
 from labctl.homodyne.drive import ToneSet
 from labctl.homodyne.engine import device_drive
 from labctl.homodyne.plan import FrequencyPlan
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 
 log = logging.getLogger(__name__)
 

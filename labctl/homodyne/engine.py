@@ -35,7 +35,7 @@ from labctl.homodyne.demod import ToneFit, boxcar_demodulate, fit_tones, local_n
 from labctl.homodyne.drive import Drive, ToneSet, synthesise_drive
 from labctl.homodyne.lockin import StreamingLockIn
 from labctl.homodyne.plan import FrequencyPlan, plan_frequencies, validate_frequencies
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 
 log = logging.getLogger(__name__)
 

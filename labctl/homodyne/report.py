@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from labctl.homodyne.engine import GradientBatch, GradientEngine
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

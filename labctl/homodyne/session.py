@@ -5,7 +5,7 @@ from __future__ import annotations
 from labctl.config import LoadedConfig
 from labctl.homodyne.calibrate import load_calibration_if_valid
 from labctl.homodyne.engine import GradientEngine
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 
 
 def open_engine(

@@ -28,7 +28,7 @@ import numpy as np
 
 from labctl.device import FloatArray
 from labctl.homodyne.engine import device_drive
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 
 log = logging.getLogger(__name__)
 

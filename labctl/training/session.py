@@ -24,7 +24,7 @@ from labctl.homodyne.session import open_engine
 from labctl.run.control import RunController, RunState
 from labctl.run.events import RunMessage
 from labctl.run.store import RunStore, writer_lock
-from labctl.safety import DeviceShutDown, SafeDevice
+from labctl.device.safety import DeviceShutDown, SafeDevice
 from labctl.training.trainer import Trainer, TrainingOutcome, run_directory_name
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from labctl.homodyne.engine import GradientEngine
 from labctl.run.control import RunController
 from labctl.run.events import IterationCompleted, RunMessage
 from labctl.run.store import IterationRecord, RunStore
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 from labctl.training.losses import LossFunction, get_loss
 from labctl.training.metrics import separation, threshold_accuracy
 from labctl.training.optimisers import (

@@ -6,7 +6,7 @@ rate and returns the synchronously sampled output current(s) in amperes.
 
 Backends (``drivers`` for real instruments, ``simulated_hw`` for the simulated bench) implement
 :class:`ElectrodeBackend`. labctl code never talks to a backend directly: it receives a
-:class:`labctl.safety.SafeDevice`, which checks every waveform before the backend sees it.
+:class:`labctl.device.safety.SafeDevice`, which checks every waveform before the backend sees it.
 
 Units: volts, amperes, seconds, hertz throughout.
 """
@@ -107,7 +107,7 @@ class BackendError(RuntimeError):
 
 
 class ElectrodeBackend(ABC):
-    """What an instrument backend implements. Used only through :class:`labctl.safety.SafeDevice`.
+    """What an instrument backend implements. Used only through :class:`labctl.device.safety.SafeDevice`.
 
     A backend writes whatever it is given: it is the safety layer's job to make sure that is
     safe. Backends may add their own hardware limits (e.g. DAQmx channel min/max) as a second
