@@ -8,16 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from labctl.run.control import (
-    TERMINAL_STATES,
-    TRANSITIONS,
-    InvalidTransition,
-    RunControlError,
-    RunController,
-    RunRequest,
-    RunState,
-)
+from labctl.run.control import InvalidTransition, RunControlError, RunController
 from labctl.run.events import Event, EventBus, RunFinished, RunMessage, StateChanged
+from labctl.run.state import TERMINAL_STATES, TRANSITIONS, RunRequest, RunState
 
 S = RunState
 R = RunRequest
@@ -182,6 +175,170 @@ def test_abort_hook_failure_is_reported_and_reraised(caplog: pytest.LogCaptureFi
     assert ctl.state is S.ABORTING
     assert any(isinstance(m, RunMessage) and "DAQ unreachable" in m.text for m in messages)
     assert "safe state" in caplog.text
+
+
+def test_abort_hook_runs_before_subscribers_see_the_abort() -> None:
+    ctl = RunController()
+    hook_calls: list[str] = []
+    ctl.set_abort_hook(lambda: hook_calls.append("shutdown"))
+    ctl.start()
+    hook_done_when_seen: list[bool] = []
+
+    def view(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.new is S.ABORTING:
+            hook_done_when_seen.append(bool(hook_calls))
+
+    ctl.bus.subscribe(view)
+    assert ctl.abort() is True
+    assert hook_done_when_seen == [True]
+    assert hook_calls == ["shutdown"]
+
+
+def test_slow_subscriber_does_not_delay_abort_hook() -> None:
+    ctl = RunController()
+    hook_ran = threading.Event()
+    ctl.set_abort_hook(hook_ran.set)
+    ctl.start()
+    release = threading.Event()
+    hook_ran_before_release: list[bool] = []
+
+    def hanging_view(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.new is S.ABORTING:
+            hook_ran_before_release.append(hook_ran.is_set())
+            release.wait(TIMEOUT_S)
+
+    ctl.bus.subscribe(hanging_view)
+    aborter = threading.Thread(target=ctl.abort)
+    aborter.start()
+    try:
+        assert hook_ran.wait(TIMEOUT_S)
+    finally:
+        release.set()
+        aborter.join(TIMEOUT_S)
+    assert hook_ran_before_release == [True]
+
+
+def test_abort_before_hook_registration_runs_hook_once_at_registration() -> None:
+    ctl = RunController()
+    ctl.start()
+    assert ctl.abort() is True
+    calls: list[str] = []
+    registering = threading.Thread(
+        target=ctl.set_abort_hook,
+        args=(lambda: calls.append(threading.current_thread().name),),
+        name="registering",
+    )
+    registering.start()
+    registering.join(TIMEOUT_S)
+    assert calls == ["registering"]  # at once, in the registering thread
+    ctl.set_abort_hook(lambda: calls.append("second"))
+    assert calls == ["registering"]  # once per run
+    ctl.mark_aborted()
+    assert calls == ["registering"]
+
+
+def test_hook_registered_while_aborting_runs_immediately() -> None:
+    ctl = RunController()
+    ctl.set_abort_hook(None)
+    ctl.start()
+    ctl.abort()
+    assert ctl.state is S.ABORTING
+    calls: list[int] = []
+    ctl.set_abort_hook(lambda: calls.append(1))
+    assert calls == [1]
+
+
+def test_hook_registered_after_abort_completed_runs_immediately() -> None:
+    ctl = RunController()
+    ctl.start()
+    ctl.abort()
+    ctl.mark_aborted()
+    calls: list[int] = []
+    ctl.set_abort_hook(lambda: calls.append(1))
+    assert calls == [1]
+    ctl.set_abort_hook(lambda: calls.append(2))
+    assert calls == [1]
+
+
+def test_hook_registered_after_abort_with_hook_does_not_run_again() -> None:
+    ctl = RunController()
+    calls: list[str] = []
+    ctl.set_abort_hook(lambda: calls.append("first"))
+    ctl.start()
+    ctl.abort()
+    ctl.set_abort_hook(lambda: calls.append("second"))
+    assert calls == ["first"]
+
+
+def test_hook_registered_without_abort_does_not_run() -> None:
+    ctl = RunController()
+    calls: list[int] = []
+    ctl.set_abort_hook(lambda: calls.append(1))
+    ctl.start()
+    ctl.set_abort_hook(lambda: calls.append(2))
+    ctl.request_stop()
+    ctl.finish()
+    assert calls == []
+
+
+def test_late_hook_failure_is_reported_and_reraised(caplog: pytest.LogCaptureFixture) -> None:
+    ctl = RunController()
+    seen: list[Event] = []
+    ctl.bus.subscribe(seen.append)
+    ctl.start()
+    ctl.abort()
+
+    def bad_hook() -> None:
+        raise OSError("DAQ unreachable")
+
+    with caplog.at_level(logging.ERROR), pytest.raises(OSError, match="DAQ unreachable"):
+        ctl.set_abort_hook(bad_hook)
+    assert any(isinstance(m, RunMessage) and "DAQ unreachable" in m.text for m in seen)
+    assert "safe state" in caplog.text
+    ctl.set_abort_hook(bad_hook)  # not retried: once per run, even when it failed
+
+
+def test_abort_hook_failure_still_delivers_events_in_order() -> None:
+    ctl = RunController()
+    seen: list[Event] = []
+    ctl.bus.subscribe(seen.append)
+
+    def bad_hook() -> None:
+        raise OSError("DAQ unreachable")
+
+    ctl.set_abort_hook(bad_hook)
+    ctl.start()
+    seen.clear()
+    with pytest.raises(OSError):
+        ctl.abort()
+    assert isinstance(seen[0], StateChanged) and seen[0].new is S.ABORTING
+    assert isinstance(seen[1], RunMessage) and seen[1].level == logging.ERROR
+    assert len(seen) == 2
+
+
+def test_concurrent_abort_and_registration_run_hook_exactly_once() -> None:
+    for _ in range(200):
+        ctl = RunController()
+        ctl.start()
+        calls: list[int] = []
+        barrier = threading.Barrier(2)
+
+        def register(
+            c: RunController = ctl, out: list[int] = calls, b: threading.Barrier = barrier
+        ) -> None:
+            b.wait(TIMEOUT_S)
+            c.set_abort_hook(lambda: out.append(1))
+
+        def abort(c: RunController = ctl, b: threading.Barrier = barrier) -> None:
+            b.wait(TIMEOUT_S)
+            c.abort()
+
+        threads = [threading.Thread(target=register), threading.Thread(target=abort)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT_S)
+        assert calls == [1]
 
 
 def test_pause_blocks_worker_until_resume() -> None:

@@ -31,6 +31,7 @@ from labctl.run.store import (
     list_runs,
     writer_lock,
 )
+from labctl.run.store import runstore as runstore_module
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,7 +167,7 @@ def test_directory_names_are_unique_within_one_second(
         def now(cls, tz: Any = None) -> FrozenDatetime:  # type: ignore[override]
             return fixed  # type: ignore[return-value]
 
-    monkeypatch.setattr(store_module, "datetime", FrozenDatetime)
+    monkeypatch.setattr(runstore_module, "datetime", FrozenDatetime)
     names = [new_store(tmp_path, "same").name for _ in range(3)]
     assert names == ["20250304-050607-same", "20250304-050607-same-2", "20250304-050607-same-3"]
     assert new_store(tmp_path, "!!!").name == "20250304-050607-run"

@@ -1,18 +1,11 @@
 """Run control: an explicit, thread-safe state machine with cooperative checkpoints.
 
-States and the requests that move between them are data (:data:`TRANSITIONS`)::
-
-    idle ──start──▶ running ──pause──▶ paused ──resume──▶ running
-    running/paused ──stop──▶ stopping          (finish cleanly at the next iteration boundary)
-    running/paused/stopping ──abort──▶ aborting (safe shutdown now, via the abort hook)
-    running/stopping ──finish──▶ finished
-    running/paused/stopping/aborting ──fail──▶ failed
-    aborting ──mark_aborted──▶ aborted
-
-``finished``, ``failed`` and ``aborted`` are terminal. Control requests (start, pause, resume, stop,
-abort) come from any thread (GUI, CLI, signal handler); the worker thread that runs the training
-loop calls :meth:`RunController.checkpoint` at every iteration boundary and ends the run with
-:meth:`~RunController.finish`, :meth:`~RunController.fail` or :meth:`~RunController.mark_aborted`.
+States and the requests that move between them are data, defined in :mod:`labctl.run.state`
+(:data:`~labctl.run.state.TRANSITIONS`); this module enforces them. Control requests (start,
+pause, resume, stop, abort) come from any thread (GUI, CLI, signal handler); the worker thread
+that runs the training loop calls :meth:`RunController.checkpoint` at every iteration boundary
+and ends the run with :meth:`~RunController.finish`, :meth:`~RunController.fail` or
+:meth:`~RunController.mark_aborted`.
 The simplest correct worker is :meth:`RunController.execute` (or
 :meth:`~RunController.start_worker`) around a body like::
 
@@ -30,85 +23,24 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
 
 from labctl.run.events import Event, EventBus, RunFinished, RunMessage, StateChanged
+from labctl.run.state import TERMINAL_STATES, TRANSITIONS, RunRequest, RunState
+
+__all__ = [
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "AbortHook",
+    "InvalidTransition",
+    "RunControlError",
+    "RunController",
+    "RunRequest",
+    "RunState",
+    "WorkerBody",
+]
 
 logger = logging.getLogger(__name__)
-
-
-class RunState(StrEnum):
-    """Where a run is in its life cycle."""
-
-    IDLE = "idle"
-    """Created, not started."""
-    RUNNING = "running"
-    """The worker is executing iterations."""
-    PAUSED = "paused"
-    """The worker holds at an iteration boundary until resume, stop or abort."""
-    STOPPING = "stopping"
-    """The worker ends cleanly at the next iteration boundary."""
-    ABORTING = "aborting"
-    """Safe shutdown was triggered; the worker must wind down and call ``mark_aborted``."""
-    FINISHED = "finished"
-    """Ended normally (all iterations done, or a requested stop)."""
-    FAILED = "failed"
-    """Ended by an exception."""
-    ABORTED = "aborted"
-    """Ended by an abort after safe shutdown."""
-
-
-class RunRequest(StrEnum):
-    """A request that may move a :class:`RunController` to another state."""
-
-    START = "start"
-    PAUSE = "pause"
-    RESUME = "resume"
-    STOP = "stop"
-    ABORT = "abort"
-    FINISH = "finish"
-    FAIL = "fail"
-    MARK_ABORTED = "mark_aborted"
-
-
-_S = RunState
-_R = RunRequest
-
-TRANSITIONS: Mapping[RunState, Mapping[RunRequest, RunState]] = MappingProxyType(
-    {
-        _S.IDLE: MappingProxyType({_R.START: _S.RUNNING}),
-        _S.RUNNING: MappingProxyType(
-            {
-                _R.PAUSE: _S.PAUSED,
-                _R.STOP: _S.STOPPING,
-                _R.ABORT: _S.ABORTING,
-                _R.FINISH: _S.FINISHED,
-                _R.FAIL: _S.FAILED,
-            }
-        ),
-        _S.PAUSED: MappingProxyType(
-            {
-                _R.RESUME: _S.RUNNING,
-                _R.STOP: _S.STOPPING,
-                _R.ABORT: _S.ABORTING,
-                _R.FAIL: _S.FAILED,
-            }
-        ),
-        _S.STOPPING: MappingProxyType(
-            {_R.ABORT: _S.ABORTING, _R.FINISH: _S.FINISHED, _R.FAIL: _S.FAILED}
-        ),
-        _S.ABORTING: MappingProxyType({_R.MARK_ABORTED: _S.ABORTED, _R.FAIL: _S.FAILED}),
-        _S.FINISHED: MappingProxyType({}),
-        _S.FAILED: MappingProxyType({}),
-        _S.ABORTED: MappingProxyType({}),
-    }
-)
-"""The transition table: ``TRANSITIONS[state][request]`` is the next state; absent = illegal."""
-
-TERMINAL_STATES: frozenset[RunState] = frozenset(s for s, out in TRANSITIONS.items() if not out)
-"""States that accept no further request."""
 
 
 class RunControlError(RuntimeError):
@@ -149,7 +81,7 @@ class RunController:
         self._changed = threading.Condition(self._lock)
         self._state = RunState.IDLE
         self._abort_hook: AbortHook | None = None
-        self._abort_hook_called = False
+        self._abort_hook_owed = False  # aborted with no hook: the next one registered runs
         self._error: BaseException | None = None
         self._pending: deque[Event] = deque()
         self._pending_lock = threading.Lock()
@@ -187,14 +119,22 @@ class RunController:
     def set_abort_hook(self, hook: AbortHook | None) -> None:
         """Register the function :meth:`abort` calls (e.g. the device's safe shutdown).
 
-        The hook runs in the thread that calls :meth:`abort`, at most once per run, while the
-        worker may still be inside an iteration; it must therefore be safe to call concurrently
-        with the worker (the safety layer's shutdown is).
+        The hook runs at most once per run, in the thread that calls :meth:`abort`, before the
+        abort's events reach any subscriber, while the worker may still be inside an iteration;
+        it must therefore be safe to call concurrently with the worker (the safety layer's
+        shutdown is). If the run was aborted before any hook was registered, ``hook`` runs here,
+        at once, in the registering thread. A hook that raises is logged, announced as a
+        :class:`RunMessage` and re-raised, and is not retried.
         """
         if hook is not None and not callable(hook):
             raise TypeError(f"abort hook must be callable or None, got {type(hook).__name__}")
         with self._lock:
             self._abort_hook = hook
+            owed = hook is not None and self._abort_hook_owed
+            if owed:
+                self._abort_hook_owed = False
+        if owed and hook is not None:
+            self._run_abort_hook(hook)
 
     def start(self, reason: str = "start requested") -> None:
         """Move idle → running."""
@@ -215,25 +155,25 @@ class RunController:
     def abort(self, reason: str = "abort requested") -> bool:
         """Move running/paused/stopping → aborting and call the abort hook from this thread.
 
-        Idempotent while aborting: a repeated call does nothing and returns ``False``. Returns
-        ``True`` when this call triggered the abort. If the hook raises, the error is logged,
-        announced as a :class:`RunMessage` and re-raised: a failed safe shutdown must not pass
-        silently. Raises :class:`InvalidTransition` in idle and terminal states.
+        The hook (the safe shutdown) runs before the transition's events are delivered, so a
+        slow subscriber cannot delay it. Without a registered hook, the next one registered with
+        :meth:`set_abort_hook` runs at registration. Idempotent while aborting: a repeated call
+        does nothing and returns ``False``. Returns ``True`` when this call triggered the abort.
+        If the hook raises, the error is logged, announced as a :class:`RunMessage` and
+        re-raised: a failed safe shutdown must not pass silently. Raises
+        :class:`InvalidTransition` in idle and terminal states.
         """
         with self._lock:
             if self._state is RunState.ABORTING:
                 return False
-            self._apply_locked(RunRequest.ABORT, reason)
-            hook = None if self._abort_hook_called else self._abort_hook
-            self._abort_hook_called = True
-        self._drain()
-        if hook is not None:
-            try:
-                hook()
-            except Exception as exc:
-                logger.exception("abort hook failed; the device may not be in its safe state")
-                self.publish(RunMessage(logging.ERROR, f"safe shutdown failed: {exc!r}"))
-                raise
+            self._apply_locked(RunRequest.ABORT, reason)  # a run enters aborting only once
+            hook = self._abort_hook
+            self._abort_hook_owed = hook is None
+        try:
+            if hook is not None:
+                self._run_abort_hook(hook)
+        finally:
+            self._drain()
         return True
 
     # ------------------------------------------------------------------ worker side
@@ -333,6 +273,15 @@ class RunController:
         return thread
 
     # ------------------------------------------------------------------ internals
+    def _run_abort_hook(self, hook: AbortHook) -> None:
+        """Call ``hook``; if it raises, log, announce and re-raise (outside ``self._lock``)."""
+        try:
+            hook()
+        except Exception as exc:
+            logger.exception("abort hook failed; the device may not be in its safe state")
+            self.publish(RunMessage(logging.ERROR, f"safe shutdown failed: {exc!r}"))
+            raise
+
     def _fail_if_live(self, exc: BaseException) -> None:
         try:
             self.fail(exc)

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from labctl.run.state import RunState
+
 if TYPE_CHECKING:
-    from labctl.run.control import RunState
-    from labctl.run.store import IterationRecord
+    from labctl.run.store.records import IterationRecord
 
 logger = logging.getLogger(__name__)
 
