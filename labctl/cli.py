@@ -1,7 +1,9 @@
 """The ``labctl`` command line.
 
 Exit codes: 0 success; 1 a run failed (instrument error, safety violation); 2 bad input (invalid
-configuration or arguments: nothing touched a device); 130 interrupted (Ctrl-C); 143 SIGTERM.
+configuration or arguments: nothing touched a device); 3 the electrodes could not be verified at
+0 V afterwards (the message says which, and why); 130 interrupted (Ctrl-C); 143 SIGTERM. Exit 3
+wins over 1, 130 and 143: it is the one that needs a person at the bench.
 """
 
 from __future__ import annotations
@@ -20,17 +22,44 @@ import numpy as np
 
 from labctl import __version__
 from labctl.config import ConfigError, LoadedConfig, json_schema, load_config
+from labctl.device.safety import (
+    SafeDevice,
+    ShutdownFailed,
+    TerminatedBySignal,
+    shutdown_on_signals,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_SHUTDOWN_FAILED = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 log = logging.getLogger("labctl")
 
 
 def _load(path: str) -> LoadedConfig:
     return load_config(path)
+
+
+def _device(args: argparse.Namespace, loaded: LoadedConfig) -> SafeDevice:
+    """Build the configured device and remember it, so exit messages can report on it."""
+    from labctl.connect import build_device
+
+    device = build_device(loaded)
+    args.devices.append(device)
+    return device
+
+
+def _final_state(args: argparse.Namespace) -> tuple[str, bool]:
+    """What the devices of this command hold now, in words, and whether that is all 0 V."""
+    reports = [d.last_shutdown_report for d in getattr(args, "devices", [])]
+    reports = [r for r in reports if r is not None]
+    if not reports:
+        return "no electrode was driven", True
+    ok = all(r.ok for r in reports)
+    return "; ".join(r.summary() for r in reports), ok
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -44,8 +73,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             status = EXIT_BAD_INPUT
             continue
         setup = loaded.setup
+        instruments = ", ".join(
+            f"{name} ({config.backend})" for name, config in setup.instrument_configs().items()
+        )
         print(
-            f"{path}: OK (setup {setup.name!r}, backend {setup.backend.name!r}, "
+            f"{path}: OK (setup {setup.name!r}, instruments: {instruments}, "
             f"{len(setup.electrodes)} electrodes)"
         )
     return status
@@ -72,12 +104,11 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     """Apply the configured operating point or sweep and print the output current."""
-    from labctl.connect import build_device
     from labctl.measure import measure
 
     loaded = _load(args.config)
     setup = loaded.setup
-    with build_device(loaded) as device:
+    with _device(args, loaded) as device:
         points = measure(device, loaded.config)
         device_seconds = device.device_seconds
     names = [e.name for e in setup.electrodes]
@@ -163,13 +194,12 @@ def _operating_point(loaded: LoadedConfig, overrides: Sequence[str]) -> list[flo
 
 def cmd_gradient(args: argparse.Namespace) -> int:
     """Measure the gradient at an operating point and compare with the model if simulated."""
-    from labctl.connect import build_device
     from labctl.homodyne.report import gradient_report, print_gradient_report
     from labctl.homodyne.session import open_engine
 
     loaded = _load(args.config)
     point = _operating_point(loaded, args.at or [])
-    with build_device(loaded) as device:
+    with _device(args, loaded) as device:
         engine, calibration_note = open_engine(device, loaded, curvature=args.curvature)
         adaptive = loaded.config.homodyne.adaptive
         if adaptive is not None and (args.mode or loaded.config.homodyne.mode) != "fd":
@@ -193,7 +223,6 @@ def cmd_gradient(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the chain response against the reference resistor and save it."""
-    from labctl.connect import build_device
     from labctl.homodyne.calibrate import (
         calibration_frequencies,
         default_calibration_path,
@@ -206,20 +235,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cal = loaded.config.homodyne.calibration
     electrode = cal.electrode or loaded.config.perturbed_electrodes()[0]
     path = Path(args.output) if args.output else default_calibration_path(loaded)
-    with build_device(loaded) as device:
+    with _device(args, loaded) as device:
         engine, _ = open_engine(device, loaded, curvature=args.curvature, use_calibration=False)
         frequencies = calibration_frequencies(engine.plan)
         index = loaded.setup.electrode_index(electrode)
         with contextlib.ExitStack() as stack:
-            try:
+            if device.can_switch_reference:
                 stack.enter_context(device.reference_resistor(index, cal.resistance_ohm))
-            except NotImplementedError:
-                print(
-                    f"Connect a {cal.resistance_ohm:g} ohm resistor between {electrode} and the "
-                    "output in place of the device."
-                )
-                if not args.yes:
-                    input("Press Enter when it is connected (Ctrl-C to cancel) ")
+            else:
+                with device.hands_on():  # parked at 0 V, nothing else may drive meanwhile
+                    print(
+                        "Electrodes parked at 0 V. Connect a "
+                        f"{cal.resistance_ohm:g} ohm resistor between {electrode} and the "
+                        "output in place of the device."
+                    )
+                    if not args.yes:
+                        input("Press Enter when it is connected (Ctrl-C to cancel) ")
             response = measure_chain_response(
                 device, loaded, frequencies, loaded.config.homodyne.window_s
             )
@@ -229,6 +260,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"{f:9.1f}  {abs(c):7.4f}  {np.degrees(np.angle(c)):11.2f}")
     print(f"saved {path}")
     return EXIT_OK
+
+
+def cmd_park(args: argparse.Namespace) -> int:
+    """Bring every electrode of the configured setup to 0 V and leave it there."""
+    loaded = _load(args.config)
+    device = _device(args, loaded)
+    with device:
+        unknown = device.unknown_electrodes()
+        if unknown:
+            print(
+                f"voltage unknown on {', '.join(unknown)}: they get one step to 0 V, "
+                "the only move that cannot leave their range"
+            )
+        try:
+            report = device.park()
+        except ShutdownFailed as exc:
+            report = exc.report
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_SHUTDOWN_FAILED
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -325,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="do not wait for confirmation")
     p.set_defaults(func=cmd_calibrate)
 
+    p = sub.add_parser("park", help="ramp every electrode to 0 V (from an unknown state too)")
+    p.add_argument("config", help="YAML configuration file")
+    p.set_defaults(func=cmd_park)
+
     p = sub.add_parser("train", help="train a task on the device (Ctrl-C: stop, twice: abort)")
     p.add_argument("config", nargs="?", help="YAML configuration file with a task section")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
@@ -345,10 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labctl`` console script."""
     from labctl.homodyne.plan import PlanError
-    from labctl.device.safety import TerminatedBySignal, shutdown_on_signals
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.devices = []
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -371,16 +425,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except ShutdownFailed as exc:
+        print(f"labctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_SHUTDOWN_FAILED
     except KeyboardInterrupt:
-        print("interrupted: electrodes ramped to 0 V", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        state, ok = _final_state(args)
+        print(f"interrupted: {state}", file=sys.stderr)
+        return EXIT_INTERRUPTED if ok else EXIT_SHUTDOWN_FAILED
     except TerminatedBySignal as exc:
-        print(f"terminated by signal {exc.signum}: electrodes ramped to 0 V", file=sys.stderr)
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_FAILED
+        state, ok = _final_state(args)
+        print(f"terminated by signal {exc.signum}: {state}", file=sys.stderr)
+        code = int(exc.code) if isinstance(exc.code, int) else EXIT_FAILED
+        return code if ok else EXIT_SHUTDOWN_FAILED
     except Exception as exc:
         log.debug("command failed", exc_info=True)
+        state, ok = _final_state(args)
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        if args.devices:
+            print(f"device: {state}", file=sys.stderr)
+        return EXIT_FAILED if ok else EXIT_SHUTDOWN_FAILED
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from typing import Any
 from tqdm import tqdm
 
 from labctl.config import load_config
-from labctl.run.control import RunController, RunState
+from labctl.device.safety import ShutdownFailed
+from labctl.run.control import RunController
 from labctl.run.events import Event, IterationCompleted, RunMessage
+from labctl.run.state import RunState
 from labctl.training.report import write_report
 from labctl.training.session import TrainingRun, execute, new_run, resume_run
 from labctl.training.trainer import build_task
@@ -104,9 +106,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         progress.close()
     if "error" in outcome_box:
-        raise outcome_box["error"]
+        error = outcome_box["error"]
+        if isinstance(error, ShutdownFailed):
+            run.store.close()
+        raise error
     state = outcome_box.get("state", controller.state)
     _finish(run, state, args)
+    report = run.shutdown_report
+    if report is not None and not report.ok:
+        print(f"DEVICE: {report.summary()}", file=sys.stderr)
+        return 3
     if terminated and state is RunState.ABORTED:
         return 143
     return EXIT_CODES.get(state, 1)

@@ -1,21 +1,31 @@
 """The in-process simulated DNPU backend (registry name ``simulated``), labctl's default.
 
-It implements :class:`labctl.device.ElectrodeBackend` on a :class:`simulated_hw.bench.SimBench`:
-a device model (the hopping-network physics model or an MLP surrogate), the measurement chain
-(amplifier, noise, drift, ADC) and a time base. The amplifier gain, bandwidth and swing come
-from the setup's ``amplifier`` section, so the same configuration describes a real setup.
+It stands on a :class:`simulated_hw.bench.SimBench` (a device model, the measurement chain and
+a time base) and is, like a DAQ card, a voltage source and a synchronised sampled readout;
+being simulated it is also a reference switch and a simulation oracle (see
+:mod:`labctl.device.protocols`). The amplifier gain, bandwidth and swing come from the setup's
+``amplifier`` section, so the same configuration describes a real setup.
 
-Optionally the bench state (present electrode voltages and the safety audit) is written to a
-JSON ``state_file`` after every write: the simulated counterpart of looking at the instrument
-from outside the process, used by tests that kill the process.
+It behaves like a real analog output where safety depends on it:
+
+- in real-time mode a record plays over time in chunks of at most 50 ms; a cancel stops it at
+  a chunk boundary and reports the samples generated, and the electrodes hold the sample
+  reached;
+- with a ``state_file`` the bench state (held voltages and the safety audit) is written after
+  every chunk, and read back on open: the electrodes keep their voltages across a killed
+  process, as a DAC does;
+- ``readback: false`` makes it an output that cannot be read back (like NI AO).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,23 +33,24 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from labctl.config import SetupConfig
-from labctl.device import (
-    Acquisition,
-    CurrentOutput,
-    Electrode,
-    ElectrodeBackend,
-    FloatArray,
-)
-from labctl.registry import BackendSpec
+from labctl.device import Acquisition, CurrentOutput, Electrode, FloatArray, RecordInterrupted
+from labctl.device.registry import BackendSpec
 from simulated_hw.bench import SimBench
 from simulated_hw.chain import ChainSettings, MeasurementChain
-from simulated_hw.hopping import HoppingNetworkModel
+from simulated_hw.hopping import N_VOLTAGE_ELECTRODES, HoppingNetworkModel
 from simulated_hw.models import DeviceModel, ResistorModel, gradient_fd
-from simulated_hw.surrogate import SurrogateModel, default_surrogate_path
+from simulated_hw.surrogate import (
+    SurrogateFormatError,
+    SurrogateModel,
+    default_surrogate_path,
+    surrogate_electrode_count,
+)
 from simulated_hw.timebase import TimeBase
 
 TIMEBASE_HZ = 100e6
 """Simulated DAQ timebase (Hz): rates are coerced to TIMEBASE_HZ / integer divisor."""
+CHUNK_S = 0.05
+"""Longest piece of a record played at once in real-time mode (s): the cancel latency."""
 
 
 class EffectsSettings(BaseModel):
@@ -80,7 +91,17 @@ class SimulatedSettings(BaseModel):
         0, ge=0, description="ADC digital-filter group delay (samples); adds chain phase lag."
     )
     effects: EffectsSettings = Field(default_factory=EffectsSettings)
-    state_file: Path | None = Field(None, description="Write bench state JSON here per write.")
+    state_file: Path | None = Field(
+        None,
+        description="Bench state JSON, written per chunk and read on open: the electrodes keep "
+        "their voltages across a killed process.",
+    )
+    readback: bool = Field(
+        True, description="Whether the outputs can be read back (false: like NI AO)."
+    )
+    open_delay_s: float = Field(
+        0.0, ge=0, le=60, description="Time open() takes (s), as connecting to an instrument."
+    )
 
     @field_validator("surrogate_path", "state_file")
     @classmethod
@@ -125,8 +146,8 @@ def chain_settings(setup: SetupConfig, settings: SimulatedSettings) -> ChainSett
     )
 
 
-class SimulatedBackend(ElectrodeBackend):
-    """In-process backend on a :class:`SimBench`.
+class SimulatedBackend:
+    """In-process simulated instrument on a :class:`SimBench`.
 
     Args:
         setup: The validated setup (electrodes, amplifier, rate).
@@ -144,6 +165,11 @@ class SimulatedBackend(ElectrodeBackend):
         self._outputs = setup.output_objects()
         self._bench = bench
         self._is_open = False
+        self._armed: int | None = None
+        self._record: list[FloatArray] = []
+        self._saturated = False
+        self._t0_s = 0.0
+        self._lock = threading.Lock()
 
     @property
     def electrodes(self) -> tuple[Electrode, ...]:
@@ -161,7 +187,12 @@ class SimulatedBackend(ElectrodeBackend):
         return self._bench
 
     def open(self) -> None:
-        _ = self.bench
+        if self._settings.open_delay_s:
+            time.sleep(self._settings.open_delay_s)
+        bench = self.bench
+        held = self._held_from_state_file()
+        if held is not None and bench.last_record is None:
+            bench.restore_held(held)
         self._is_open = True
         self._write_state()
 
@@ -174,25 +205,62 @@ class SimulatedBackend(ElectrodeBackend):
         return TIMEBASE_HZ / divisor
 
     def present_voltages(self) -> FloatArray:
+        if not self._settings.readback:
+            return np.full(len(self._electrodes), np.nan)
         return np.array(self.bench.applied_v, dtype=np.float64)
 
-    def write_read(self, waveform_v: FloatArray, sample_rate_hz: float) -> Acquisition:
+    def arm(self, n_samples: int, sample_rate_hz: float) -> None:
+        with self._lock:
+            self._armed = int(n_samples)
+            self._record = []
+            self._saturated = False
+
+    def play(
+        self, waveform_v: FloatArray, sample_rate_hz: float, cancel: threading.Event | None
+    ) -> None:
         if not self._is_open:
             raise RuntimeError("simulated backend is not open")
-        record = self.bench.play(waveform_v, sample_rate_hz)
-        self._write_state()
+        n = waveform_v.shape[1]
+        chunk = n
+        if self.bench.timebase.realtime:
+            chunk = max(1, math.floor(CHUNK_S * sample_rate_hz))
+        done = 0
+        while done < n:
+            if cancel is not None and cancel.is_set():
+                raise RecordInterrupted(
+                    f"record cancelled after {done} of {n} samples", done, cancelled=True
+                )
+            piece = waveform_v[:, done : done + chunk]
+            record = self.bench.play(piece, sample_rate_hz)
+            done += piece.shape[1]
+            with self._lock:
+                if self._armed is not None:
+                    if not self._record:
+                        self._t0_s = record.t0_s
+                    self._record.append(np.asarray(record.adc_v, dtype=np.float64))
+                    self._saturated = self._saturated or bool(record.saturated)
+            self._write_state()
+
+    def fetch(self) -> Acquisition:
+        with self._lock:
+            if self._armed is None:
+                raise RuntimeError("fetch() without arm(): nothing was recorded")
+            adc_v = np.concatenate(self._record) if self._record else np.empty(0)
+            n, self._armed = self._armed, None
+        if adc_v.size != n:
+            raise RuntimeError(f"recorded {adc_v.size} samples, {n} were armed")
         gain = self._setup.amplifier.gain_v_per_a
-        current = np.asarray(record.adc_v, dtype=np.float64)[None, :] / gain
         return Acquisition(
-            current_a=current,
-            sample_rate_hz=sample_rate_hz,
-            saturated=np.array([bool(record.saturated)]),
-            metadata={
-                "t0_s": record.t0_s,
-                "gain_v_per_a": gain,
-                "instrument": self.identity(),
-            },
+            current_a=adc_v[None, :] / gain,
+            sample_rate_hz=self.bench_rate(),
+            saturated=np.array([self._saturated]),
+            metadata={"t0_s": self._t0_s, "gain_v_per_a": gain, "instrument": self.identity()},
         )
+
+    def bench_rate(self) -> float:
+        """The rate (Hz) of the last record played on the bench."""
+        record = self.bench.last_record
+        return record.sample_rate_hz if record is not None else self._setup.sample_rate_hz
 
     def identity(self) -> dict[str, Any]:
         settings = self._settings
@@ -205,7 +273,7 @@ class SimulatedBackend(ElectrodeBackend):
             identity["surrogate_path"] = str(settings.resolved_surrogate_path())
         return identity
 
-    def reference_gradient(self, voltages_v: FloatArray) -> FloatArray | None:
+    def reference_gradient(self, voltages_v: FloatArray) -> FloatArray:
         """The model's dI/dV (A/V): exact for the hopping model, central FD otherwise."""
         model = self.bench.model
         point = np.asarray(voltages_v, dtype=np.float64).reshape(1, -1)
@@ -213,7 +281,7 @@ class SimulatedBackend(ElectrodeBackend):
             return model.gradient_a_per_v(point)[0]
         return gradient_fd(model, point[0], step_v=1e-5)
 
-    def reference_hessian(self, voltages_v: FloatArray) -> FloatArray | None:
+    def reference_hessian(self, voltages_v: FloatArray) -> FloatArray:
         """The model's d²I/dV² (A/V²) by central differences of its gradient."""
         point = np.asarray(voltages_v, dtype=np.float64).reshape(-1)
         step = 1e-4
@@ -223,7 +291,6 @@ class SimulatedBackend(ElectrodeBackend):
             shift[k] = step
             plus = self.reference_gradient(point + shift)
             minus = self.reference_gradient(point - shift)
-            assert plus is not None and minus is not None
             columns.append((plus - minus) / (2 * step))
         hessian = np.array(columns).T
         return 0.5 * (hessian + hessian.T)
@@ -234,6 +301,19 @@ class SimulatedBackend(ElectrodeBackend):
         resistor = ResistorModel(self.bench.n_electrodes, electrode_index, resistance_ohm)
         with self.bench.device_replaced(resistor):
             yield
+
+    def _held_from_state_file(self) -> FloatArray | None:
+        path = self._settings.state_file
+        if path is None:
+            return None
+        try:
+            state = json.loads(path.read_text())
+            held = np.array(state["applied_v"], dtype=np.float64)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return held if held.shape == (len(self._electrodes),) else None
 
     def _write_state(self) -> None:
         path = self._settings.state_file
@@ -248,7 +328,7 @@ class SimulatedBackend(ElectrodeBackend):
             "max_slew_v_per_s": [float(v) for v in audit.max_slew_v_per_s],
             "total_samples": int(audit.total_samples),
         }
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, path)
 
@@ -262,22 +342,24 @@ def make_bench(setup: SetupConfig, settings: SimulatedSettings) -> SimBench:
 
 
 def _check_setup(setup: SetupConfig, settings: SimulatedSettings) -> list[str]:
+    """Cross-checks without side effects: no device model is built."""
     problems = []
     if settings.model == "surrogate":
         path = settings.resolved_surrogate_path()
         if not path.is_file():
-            problems.append(
+            return [
                 f"backend.settings.surrogate_path: surrogate file {path} not found; "
                 "give the path of an NPZ surrogate (relative to the config file)"
-            )
-            return problems
-    try:
-        model = build_model(settings)
-    except (OSError, ValueError) as exc:
-        return [f"backend.settings: cannot load the device model: {exc}"]
-    if len(setup.electrodes) != model.n_electrodes:
+            ]
+        try:
+            n_electrodes = surrogate_electrode_count(path)
+        except SurrogateFormatError as exc:
+            return [f"backend.settings.surrogate_path: {exc}"]
+    else:
+        n_electrodes = N_VOLTAGE_ELECTRODES
+    if len(setup.electrodes) != n_electrodes:
         problems.append(
-            f"electrodes: the simulated {settings.model} device has {model.n_electrodes} "
+            f"electrodes: the simulated {settings.model} device has {n_electrodes} "
             f"voltage electrodes but {len(setup.electrodes)} are configured"
         )
     if len(setup.outputs) != 1:
@@ -285,7 +367,9 @@ def _check_setup(setup: SetupConfig, settings: SimulatedSettings) -> list[str]:
     return problems
 
 
-def _factory(setup: SetupConfig, settings: SimulatedSettings) -> SimulatedBackend:
+def _factory(
+    setup: SetupConfig, settings: SimulatedSettings, built: Mapping[str, object]
+) -> SimulatedBackend:
     return SimulatedBackend(setup, settings)
 
 

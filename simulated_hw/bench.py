@@ -223,6 +223,21 @@ class SimBench:
         with self._state_lock:
             return self._applied_v.copy()
 
+    def restore_held(self, voltages_v: ArrayLike) -> None:
+        """Make the electrodes hold ``voltages_v`` (V) without playing anything.
+
+        A DAC keeps its outputs when the program that drove it dies; the simulated backend
+        calls this on open with the voltages a killed process left, so the next process finds
+        the electrodes where they were. Allowed only before the first :meth:`play`.
+        """
+        held = np.asarray(voltages_v, dtype=np.float64).reshape(self._n)
+        if not np.all(np.isfinite(held)):
+            raise ValueError("held voltages must be finite (V)")
+        with self._state_lock:
+            if self._last_record is not None:
+                raise RuntimeError("restore_held is only for a bench that has played nothing")
+            self._applied_v = held.copy()
+
     @property
     def audit(self) -> BenchAudit:
         """Exact record of applied voltages and slew rates."""

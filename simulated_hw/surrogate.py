@@ -100,6 +100,26 @@ class SurrogateFormatError(ValueError):
         self.problem = problem
 
 
+def surrogate_electrode_count(path: str | Path) -> int:
+    """Number of voltage electrodes of an NPZ surrogate, read from its header alone.
+
+    Raises:
+        SurrogateFormatError: The file is not an NPZ archive with a ``W0`` weight matrix.
+    """
+    try:
+        with np.load(Path(path), allow_pickle=False) as archive:
+            weights = archive["W0"] if "W0" in archive.files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+        raise SurrogateFormatError(
+            f"{path} could not be read as a NumPy .npz archive ({exc})."
+        ) from exc
+    if weights is None:
+        raise SurrogateFormatError(f"{path} has no weight matrix 'W0'.")
+    if weights.ndim != 2:
+        raise SurrogateFormatError(f"{path}: 'W0' must be a matrix, got shape {weights.shape}.")
+    return int(weights.shape[1])
+
+
 def default_surrogate_path() -> Path:
     """Where the project's reference surrogate lives: ``<repo>/../shared/devices/…``.
 

@@ -36,6 +36,19 @@ NO_EFFECTS = {
 }
 
 
+def bench_of(device: Any) -> Any:
+    """The simulated bench behind a SafeDevice's voltage source (tests look at it directly)."""
+    return next(iter(device.instruments.values())).bench
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test (and every process it starts) persists electrode voltages in its own dir."""
+    state_dir = tmp_path / "labctl-state"
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(state_dir))
+    return state_dir
+
+
 @pytest.fixture
 def sim_config() -> Callable[..., LoadedConfig]:
     """Factory: the default simulated-DNPU config with overrides (``exact=True``: no effects)."""

@@ -17,17 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labctl.config import LoadedConfig
-from labctl.device import Acquisition, FloatArray
-from labctl.safety import (
+from labctl.device import FloatArray
+from labctl.device.safety import (
     DeviceShutDown,
     SafeDevice,
     SafetyLimits,
     SafetyViolation,
+    ShutdownFailed,
     check_waveform,
     ramp_samples,
 )
 from simulated_hw.backend import SimulatedBackend
-from tests.conftest import REPO
+from tests.conftest import REPO, bench_of
 
 RATE = 10_000.0
 
@@ -39,8 +40,10 @@ def make_device(loaded: LoadedConfig, backend_cls: type = SimulatedBackend) -> S
     return SafeDevice(backend, limits, setup.sample_rate_hz)
 
 
-def bench_of(device: SafeDevice):
-    return device._backend.bench  # tests look at the simulated instrument directly
+def instrument_of(device: SafeDevice) -> SimulatedBackend:
+    (instrument,) = device.instruments.values()
+    assert isinstance(instrument, SimulatedBackend)
+    return instrument
 
 
 def assert_audit_within_limits(device: SafeDevice) -> None:
@@ -213,11 +216,12 @@ def energise(device: SafeDevice) -> None:
     """Leave the electrodes at a non-zero operating point (rest voltages moved off 0)."""
     point = device.rest_voltages().copy()
     point[:] = [0.3 if e.max_v >= 0.3 else e.max_v / 2 for e in device.electrodes]
-    # Waveforms through the safety layer always end at rest, so energise the backend directly
-    # (slew-limited), as a crashed program or an instrument left on by hand would.
-    device._backend.write(
-        ramp_samples(device._backend.present_voltages(), point, RATE, 100.0), RATE
-    )
+    # Waveforms through the safety layer always end at rest, so energise the instrument directly
+    # (slew-limited), as a crashed program or an instrument left on by hand would; then the
+    # layer learns what it holds, as it does when it opens.
+    backend = instrument_of(device)
+    backend.play(ramp_samples(backend.present_voltages(), point, RATE, 100.0), RATE, None)
+    device._learn_initial_voltages()
 
 
 def test_normal_exit_ramps_to_zero(sim_config) -> None:
@@ -248,31 +252,35 @@ def test_shutdown_is_idempotent(sim_config) -> None:
         first = device.safe_shutdown()
         samples = bench_of(device).audit.total_samples
         second = device.safe_shutdown()
-        assert first.ok and second.ok
+        assert first.ok and second.ok and second is first
         assert bench_of(device).audit.total_samples == samples
 
 
 class FlakyBackend(SimulatedBackend):
-    """Fault injection: one electrode's channel fails in every multi-channel write after arming."""
+    """Fault injection: one electrode's channel fails in every record that moves it, once armed."""
 
-    armed = False
+    fail_e4 = False
 
-    def write_read(self, waveform_v: FloatArray, sample_rate_hz: float) -> Acquisition:
-        if self.armed:
+    def play(self, waveform_v: FloatArray, sample_rate_hz: float, cancel=None) -> None:
+        if self.fail_e4:
             moving = np.ptp(waveform_v, axis=1) > 0
-            if moving[4]:
+            if moving[4] or waveform_v[4, 0] != self.bench.applied_v[4]:
                 raise RuntimeError("channel e4: device absent or unavailable")
-        return super().write_read(waveform_v, sample_rate_hz)
+        super().play(waveform_v, sample_rate_hz, cancel)
 
 
-def test_backend_error_mid_run_shuts_down_the_other_electrodes(sim_config) -> None:
+def test_backend_error_mid_run_shuts_down_the_other_electrodes_and_says_so(sim_config) -> None:
     device = make_device(sim_config(exact=True), FlakyBackend)
-    backend = device._backend
-    with pytest.raises(RuntimeError, match="e4"), device:
+    backend = instrument_of(device)
+    with pytest.raises(ShutdownFailed) as info, device:
         energise(device)
-        backend.armed = True
+        backend.fail_e4 = True
         point = device.rest_voltages().copy()
         device.apply(plateau(device, point + 0.05))
+    report = info.value.report
+    assert not report.ok and report.failed_electrodes == ["e4"]
+    assert "e4" in str(info.value) and "NOT verified at 0 V" in str(info.value)
+    assert isinstance(info.value.__context__, RuntimeError)  # the original error is kept
     applied = backend.bench.applied_v
     for row, value in enumerate(applied):
         if row == 4:
@@ -290,15 +298,16 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from tests.conftest import config_from, NO_EFFECTS
     from labctl.connect import build_device
-    from labctl.safety import shutdown_on_signals, ramp_samples
+    from labctl.device.safety import shutdown_on_signals, ramp_samples
     loaded = config_from("sim_dnpu.yaml", {{"setup": {{"backend": {{"settings": {{
         "effects": NO_EFFECTS, "state_file": {state!r}}}}}}}}})
     mode = {mode!r}
     device = build_device(loaded)
+    (backend,) = device.instruments.values()
     def energise():
-        backend = device._backend
         point = np.array([0.3 if e.max_v >= 0.3 else e.max_v / 2 for e in device.electrodes])
-        backend.write(ramp_samples(backend.present_voltages(), point, 1e4, 100.0), 1e4)
+        backend.play(ramp_samples(backend.present_voltages(), point, 1e4, 100.0), 1e4, None)
+        device._learn_initial_voltages()
     if mode == "atexit":
         device.open(); energise(); print("ready", flush=True); sys.exit(0)
     with shutdown_on_signals():
@@ -306,8 +315,8 @@ CHILD = textwrap.dedent(
             energise()
             print("ready", flush=True)
             while True:
-                held = device._backend.present_voltages()[:, None]
-                device._backend.write(np.repeat(held, 100, 1), 1e4)
+                held = backend.present_voltages()[:, None]
+                backend.play(np.repeat(held, 100, 1), 1e4, None)
                 time.sleep(0.01)
     """
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from labctl.config.lab import LabConfig
 from labctl.config.setup import SetupConfig
+from labctl.device.state import default_state_path
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,18 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A validated configuration, with the backend's validated settings and its source."""
+    """A validated configuration, with each instrument's validated settings and its source.
+
+    Attributes:
+        config: The validated configuration.
+        instrument_settings: Per instrument name (see ``SetupConfig.instrument_configs``), the
+            settings validated by its backend.
+        source: The file it came from (None for text).
+        text: The YAML text.
+    """
 
     config: LabConfig
-    backend_settings: BaseModel
+    instrument_settings: Mapping[str, BaseModel]
     source: Path | None
     text: str
 
@@ -50,10 +60,36 @@ class LoadedConfig:
         """The setup section."""
         return self.config.setup
 
+    @property
+    def backend_settings(self) -> BaseModel:
+        """The settings of the one instrument of a ``setup.backend`` configuration."""
+        if self.setup.backend is None:
+            raise ValueError("a composite setup has one settings object per instrument")
+        return self.instrument_settings[self.setup.backend.name]
+
+    def state_file(self) -> Path:
+        """Where the last commanded electrode voltages of this setup are persisted."""
+        configured = self.setup.safety.state_file
+        if configured is None:
+            return default_state_path(self.setup.name)
+        if configured.is_absolute():
+            return configured
+        base = self.source.parent if self.source is not None else Path.cwd()
+        return base / configured
+
     def resolved_dict(self) -> dict[str, Any]:
         """The configuration with defaults filled in (for run stores)."""
-        data = self.config.model_dump(mode="json")
-        data["setup"]["backend"]["settings"] = self.backend_settings.model_dump(mode="json")
+        data = self.config.model_dump(mode="json", exclude_none=False)
+        setup = data["setup"]
+        for name, settings in self.instrument_settings.items():
+            dumped = settings.model_dump(mode="json")
+            if setup.get("instruments"):
+                setup["instruments"][name]["settings"] = dumped
+            else:
+                setup["backend"]["settings"] = dumped
+        for key in ("backend", "instruments", "roles"):
+            if setup.get(key) is None:
+                setup.pop(key, None)
         return data
 
 
@@ -117,30 +153,37 @@ def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError(label, _issues_from_validation(exc)) from None
     base_dir = source.parent if source is not None else Path.cwd()
-    settings = _validate_backend(config.setup, label, base_dir)
-    return LoadedConfig(config=config, backend_settings=settings, source=source, text=text)
+    settings = _validate_instruments(config.setup, label, base_dir)
+    return LoadedConfig(config=config, instrument_settings=settings, source=source, text=text)
 
 
-def _validate_backend(setup: SetupConfig, label: str, base_dir: Path) -> BaseModel:
+def _validate_instruments(setup: SetupConfig, label: str, base_dir: Path) -> dict[str, BaseModel]:
+    """Each instrument's settings validated by its backend; every problem collected."""
     from labctl.device.registry import UnknownBackendError, get_backend
 
-    try:
-        spec = get_backend(setup.backend.name)
-    except UnknownBackendError as exc:
-        raise ConfigError(label, [ConfigIssue("setup.backend.name", str(exc))]) from None
-    try:
-        settings = spec.settings_model.model_validate(
-            setup.backend.settings, context={"base_dir": base_dir}
-        )
-    except ValidationError as exc:
-        raise ConfigError(
-            label, _issues_from_validation(exc, prefix=("setup", "backend", "settings"))
-        ) from None
-    if spec.check_setup is not None:
-        problems = spec.check_setup(setup, settings)
-        if problems:
-            raise ConfigError(label, [ConfigIssue("setup", p) for p in problems])
-    return settings
+    issues: list[ConfigIssue] = []
+    out: dict[str, BaseModel] = {}
+    for name, instrument in setup.instrument_configs().items():
+        prefix = setup.settings_path(name)
+        try:
+            spec = get_backend(instrument.backend)
+        except UnknownBackendError as exc:
+            where = prefix[:-1] + (("name",) if setup.backend is not None else ("backend",))
+            issues.append(ConfigIssue(_format_loc(where), str(exc)))
+            continue
+        try:
+            settings = spec.settings_model.model_validate(
+                instrument.settings, context={"base_dir": base_dir}
+            )
+        except ValidationError as exc:
+            issues.extend(_issues_from_validation(exc, prefix=prefix))
+            continue
+        if spec.check_setup is not None:
+            issues.extend(ConfigIssue("setup", p) for p in spec.check_setup(setup, settings))
+        out[name] = settings
+    if issues:
+        raise ConfigError(label, issues)
+    return out
 
 
 def _issues_from_validation(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -24,6 +25,48 @@ class BackendConfig(_Strict):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Backend-specific settings (validated by the backend)."
     )
+
+
+class InstrumentConfig(_Strict):
+    """One named instrument of a composite setup."""
+
+    backend: str = Field(description="Registry name of the instrument's backend.")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Backend-specific settings (validated by the backend)."
+    )
+
+
+class RolesConfig(_Strict):
+    """Which instrument of ``setup.instruments`` does what."""
+
+    source: str = Field(description="Instrument that drives the electrodes (sampled AO).")
+    sampled_readout: str | None = Field(
+        None, description="Instrument that samples the output current on the source's clock."
+    )
+    demodulated_readouts: list[str] = Field(
+        default_factory=list, description="Instruments that read X/Y at a reference (lock-ins)."
+    )
+    sine_sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Electrode name -> instrument that adds its own sine on that electrode.",
+    )
+    reference_switch: str | None = Field(
+        None, description="Instrument that can put a reference resistor in place of the device."
+    )
+    oracle: str | None = Field(None, description="Simulated instrument that knows true gradients.")
+
+    def named(self) -> list[tuple[str, str]]:
+        """Every (role, instrument name) pair, for cross-checks."""
+        pairs = [("roles.source", self.source)]
+        for role in ("sampled_readout", "reference_switch", "oracle"):
+            value = getattr(self, role)
+            if value is not None:
+                pairs.append((f"roles.{role}", value))
+        pairs += [
+            (f"roles.demodulated_readouts[{i}]", n) for i, n in enumerate(self.demodulated_readouts)
+        ]
+        pairs += [(f"roles.sine_sources.{e}", n) for e, n in self.sine_sources.items()]
+        return pairs
 
 
 class ElectrodeConfig(_Strict):
@@ -95,6 +138,12 @@ class SafetyConfig(_Strict):
     ramp_v_per_s: float | None = Field(
         None, gt=0, description="Rate of generated ramps (V/s); default the slew limit."
     )
+    state_file: Path | None = Field(
+        None,
+        description="Where the last commanded voltages are persisted (relative to the config "
+        "file); default: <state dir>/<setup name>.voltages.json, state dir from "
+        "$LABCTL_STATE_DIR or $XDG_STATE_HOME/labctl.",
+    )
 
     @model_validator(mode="after")
     def _ramp_below_slew(self) -> SafetyConfig:
@@ -107,7 +156,13 @@ class SetupConfig(_Strict):
     """The physical (or simulated) setup."""
 
     name: str = Field("setup", description="Name recorded with every run.")
-    backend: BackendConfig
+    backend: BackendConfig | None = Field(
+        None, description="One instrument that fills every role it can (today's usual case)."
+    )
+    instruments: dict[str, InstrumentConfig] | None = Field(
+        None, description="Several named instruments; give 'roles' too. Instead of 'backend'."
+    )
+    roles: RolesConfig | None = Field(None, description="What each of 'instruments' does.")
     sample_rate_hz: float = Field(gt=0, description="AO/AI sample rate (Hz).")
     amplifier: AmplifierConfig
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
@@ -116,6 +171,24 @@ class SetupConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SetupConfig:
+        if (self.backend is None) == (self.instruments is None):
+            raise ValueError(
+                "give either 'backend' (one instrument) or 'instruments' with 'roles' "
+                "(a composite setup), not both and not neither"
+            )
+        if self.instruments is not None:
+            if self.roles is None:
+                raise ValueError("'instruments' needs 'roles' (at least roles.source)")
+            for role, name in self.roles.named():
+                if name not in self.instruments:
+                    known = ", ".join(self.instruments) or "none"
+                    raise ValueError(f"{role}: no instrument {name!r}; instruments: {known}")
+            electrodes = {e.name for e in self.electrodes}
+            for electrode in self.roles.sine_sources:
+                if electrode not in electrodes:
+                    raise ValueError(f"roles.sine_sources: no electrode {electrode!r}")
+        elif self.roles is not None:
+            raise ValueError("'roles' belongs to 'instruments'; with 'backend' leave it out")
         names = [e.name for e in self.electrodes] + [o.name for o in self.outputs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -128,6 +201,23 @@ class SetupConfig(_Strict):
                     f"ceiling safety.max_abs_v = {ceiling} V; narrow the range or raise the ceiling"
                 )
         return self
+
+    def instrument_configs(self) -> dict[str, InstrumentConfig]:
+        """Every instrument by name; the one ``backend`` is named after its registry name."""
+        if self.instruments is not None:
+            return dict(self.instruments)
+        assert self.backend is not None  # guaranteed by the cross-checks
+        return {
+            self.backend.name: InstrumentConfig(
+                backend=self.backend.name, settings=self.backend.settings
+            )
+        }
+
+    def settings_path(self, instrument: str) -> tuple[str, ...]:
+        """Field path of an instrument's settings, for error messages."""
+        if self.instruments is not None:
+            return ("setup", "instruments", instrument, "settings")
+        return ("setup", "backend", "settings")
 
     def electrode_objects(self) -> tuple[Electrode, ...]:
         """Electrodes as device-level objects, in configuration order."""

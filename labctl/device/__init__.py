@@ -13,9 +13,10 @@ from labctl.device.types import (
     BoolArray,
     CurrentOutput,
     Electrode,
-    ElectrodeBackend,
     ElectrodeRole,
     FloatArray,
+    RecordInterrupted,
+    UnknownVoltage,
 )
 
 __all__ = [
@@ -24,7 +25,8 @@ __all__ = [
     "BoolArray",
     "CurrentOutput",
     "Electrode",
-    "ElectrodeBackend",
     "ElectrodeRole",
     "FloatArray",
+    "RecordInterrupted",
+    "UnknownVoltage",
 ]

@@ -1,4 +1,4 @@
-"""Backend registry: backends are chosen by name from the configuration.
+"""Backend registry: instruments are chosen by name from the configuration.
 
 Backends register through the ``labctl.backends`` entry-point group, so third-party driver
 packages plug in without labctl importing them::
@@ -6,45 +6,48 @@ packages plug in without labctl importing them::
     [project.entry-points."labctl.backends"]
     mydaq = "my_package.backend:MY_BACKEND"   # a BackendSpec instance
 
+Scripts and tests may also add a spec for the running process with :func:`register_backend`.
 Nothing in labctl imports a driver module directly; it asks this registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-
-from labctl.device import ElectrodeBackend
 
 if TYPE_CHECKING:
     from labctl.config import SetupConfig
 
 ENTRY_POINT_GROUP = "labctl.backends"
 
+Factory = Callable[["SetupConfig", Any, Mapping[str, object]], object]
+"""``factory(setup, settings, built)``: an instrument object; ``built`` holds the instruments
+of the same setup built before it, by name (so a simulated lock-in can share a simulated
+DAQ's bench). It must not touch any instrument: connecting happens in ``open()``."""
+
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """How to validate settings for, and build, one kind of backend.
+    """How to validate settings for, and build, one kind of instrument.
 
     Attributes:
-        name: Registry name used in ``setup.backend.name``.
+        name: Registry name used in ``setup.backend.name`` or ``setup.instruments.*.backend``.
         description: One line shown by ``labctl backends``.
-        settings_model: Pydantic model (``extra="forbid"``) for ``setup.backend.settings``.
-        factory: Builds the backend from the validated setup and settings. Must not touch any
-            instrument: connecting happens in :meth:`ElectrodeBackend.open`.
+        settings_model: Pydantic model (``extra="forbid"``) for the instrument's settings.
+        factory: Builds the instrument (see :data:`Factory`); it touches no hardware.
         check_setup: Extra cross-checks of the setup against this backend (e.g. the number of
-            electrodes a simulated model has); returns one message per problem.
+            electrodes a simulated model has); one message per problem. Must be free of side
+            effects: it builds no device model and opens nothing.
     """
 
     name: str
     description: str
     settings_model: type[BaseModel]
-    factory: Callable[[SetupConfig, Any], ElectrodeBackend]
+    factory: Factory
     check_setup: Callable[[SetupConfig, Any], list[str]] | None = None
 
 
@@ -52,9 +55,25 @@ class UnknownBackendError(LookupError):
     """No backend of that name is installed."""
 
 
+_REGISTERED: dict[str, BackendSpec] = {}
+"""Specs added with :func:`register_backend` for this process (they shadow entry points)."""
+
+
+def register_backend(spec: BackendSpec) -> None:
+    """Make ``spec`` available by name in this process (scripts, notebooks, tests)."""
+    _REGISTERED[spec.name] = spec
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a spec added with :func:`register_backend` (no error if absent)."""
+    _REGISTERED.pop(name, None)
+
+
 def available_backends() -> dict[str, str]:
-    """Installed backend names mapped to the object path their entry point names."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """Installed backend names mapped to where they come from (entry point or process)."""
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found.update({name: "registered in this process" for name in _REGISTERED})
+    return found
 
 
 def get_backend(name: str) -> BackendSpec:
@@ -63,6 +82,8 @@ def get_backend(name: str) -> BackendSpec:
     Raises:
         UnknownBackendError: No such backend; the message lists the installed ones.
     """
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
     if not matches:
         known = ", ".join(sorted(available_backends())) or "none"
@@ -76,9 +97,3 @@ def get_backend(name: str) -> BackendSpec:
             f"entry point {matches[0].value!r} for backend {name!r} is not a BackendSpec"
         )
     return spec
-
-
-def validate_settings(name: str, settings: dict[str, Any], base_dir: Path | None) -> BaseModel:
-    """Validate ``settings`` against the backend's model (relative paths from ``base_dir``)."""
-    spec = get_backend(name)
-    return spec.settings_model.model_validate(settings, context={"base_dir": base_dir})

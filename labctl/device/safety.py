@@ -1,22 +1,28 @@
-"""The safety layer: every waveform passes here before any backend sees it.
+"""The safety layer: every sample that reaches any instrument passes here first.
 
-:class:`SafeDevice` wraps an :class:`~labctl.device.ElectrodeBackend` and is the only object the
-rest of labctl drives. It enforces, on every sample of every waveform:
+:class:`SafeDevice` wraps a :class:`~labctl.device.composite.Composite` setup and is the only
+object the rest of labctl drives. Its rules:
 
-- each electrode's ``[min_v, max_v]`` (so DC plus the sum of tone amplitudes must fit);
-- a global ceiling ``|V| <= max_abs_v``;
-- a maximum slew rate ``|v[n+1] - v[n]| * f_s <= slew_v_per_s`` between consecutive samples;
-- waveforms that start and end on each electrode's resting voltage.
-
-A violation raises :class:`SafetyViolation` naming electrode, sample index, value and limit, and
-nothing is sent. The backend is moved from whatever it holds to a waveform's first sample by a
-slew-limited ramp that this layer generates (and strips from the returned record).
-
-:meth:`SafeDevice.safe_shutdown` ramps every electrode to 0 V at the slew limit. It is
-idempotent, runs on context-manager exit (normal, exception, KeyboardInterrupt), at interpreter
-exit (``atexit``) and after any backend error, and keeps going on the other electrodes if one
-fails. :func:`shutdown_on_signals` turns SIGTERM (and optionally SIGINT) into an exception so
-that the same paths run.
+- **Everything sent is checked.** The caller's waveforms, the ramps this layer prepends, and
+  its park and shutdown ramps all pass :func:`~labctl.device.checks.check_waveform`, including
+  the step from what the electrodes hold to the first sample and the envelope of any sine an
+  instrument adds by itself. Tone specs pass :func:`~labctl.device.tones.check_tone_specs`
+  before any oscillator is programmed.
+- **Where the electrodes are is known, or it is unknown.** The layer tracks what each
+  electrode holds from what the source confirms: a completed record, or the sample a cancelled
+  or failed record reached. Readback is used only when it is valid (finite, within the ceiling
+  plus :data:`READBACK_MARGIN_V`). The last commanded voltages are persisted atomically per
+  setup (:mod:`labctl.device.state`), so a process started after a SIGKILL knows them. An
+  unknown electrode is never driven: waveforms are refused, naming it, until a park or
+  shutdown brings it to 0 V by the only move that cannot leave its range, one step to 0 V.
+- **Shutdown cannot be interrupted half-way.** SIGINT and SIGTERM are deferred while a
+  shutdown or park ramp plays; the shut-down flag is set only after the ramp went out, and a
+  failed ramp can be retried.
+- **Failures are loud.** :meth:`SafeDevice.close` and :meth:`SafeDevice.park` raise
+  :class:`ShutdownFailed` with the :class:`ShutdownReport` when the electrodes could not be
+  verified at 0 V.
+- **Park** ramps every electrode to 0 V and holds it there, from any thread, within one
+  record: the record in flight is cancelled and replayed after :meth:`SafeDevice.unpark`.
 """
 
 from __future__ import annotations
@@ -25,237 +31,169 @@ import atexit
 import contextlib
 import logging
 import math
-import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
-from labctl.device import Acquisition, CurrentOutput, Electrode, ElectrodeBackend, FloatArray
+from labctl.device.checks import (
+    SafetyLimits,
+    SafetyViolation,
+    check_electrodes,
+    check_waveform,
+    ramp_samples,
+)
+from labctl.device.composite import Composite
+from labctl.device.protocols import DemodulatedReadout, SineSource
+from labctl.device.signals import TerminatedBySignal, shutdown_on_signals, signals_deferred
+from labctl.device.state import VoltageStateFile
+from labctl.device.tones import ToneSpec, check_tone_specs, tone_envelope
+from labctl.device.types import (
+    Acquisition,
+    CurrentOutput,
+    Electrode,
+    FloatArray,
+    RecordInterrupted,
+    UnknownVoltage,
+)
+
+__all__ = [
+    "READBACK_MARGIN_V",
+    "DeviceShutDown",
+    "SafeDevice",
+    "SafetyLimits",
+    "SafetyViolation",
+    "ShutdownFailed",
+    "ShutdownReport",
+    "TerminatedBySignal",
+    "check_waveform",
+    "ramp_samples",
+    "shutdown_on_signals",
+]
 
 log = logging.getLogger(__name__)
 
-_RELATIVE_TOLERANCE = 1e-9
-"""Slack on slew checks for floating-point round-off (fraction of the per-sample step)."""
-_ABSOLUTE_TOLERANCE_V = 1e-12
-"""Slack on voltage comparisons for floating-point round-off (V)."""
-
-
-class SafetyViolation(ValueError):
-    """A waveform would break a safety limit; nothing was sent to the device."""
-
-    def __init__(
-        self, electrode: str, sample_index: int, value: float, limit: float, rule: str
-    ) -> None:
-        self.electrode = electrode
-        self.sample_index = sample_index
-        self.value = value
-        self.limit = limit
-        self.rule = rule
-        super().__init__(
-            f"electrode {electrode!r}, sample {sample_index}: {rule} "
-            f"(value {value:.6g}, limit {limit:.6g}); nothing was sent to the device"
-        )
+READBACK_MARGIN_V = 0.05
+"""Readback beyond the ceiling by more than this (V) is taken as a faulty instrument."""
+ZERO_TOLERANCE_V = 1e-3
+"""A readback within this of 0 V (V) verifies a shutdown."""
 
 
 class DeviceShutDown(RuntimeError):
     """The device has been shut down (abort, error or exit) and accepts no more waveforms."""
 
 
-class TerminatedBySignal(SystemExit):
-    """Raised in the main thread when SIGTERM (or a handled SIGINT) arrives.
-
-    A :class:`SystemExit` so that ``except Exception`` blocks do not swallow it while ``finally``
-    blocks and context managers (and so the safe shutdown) still run.
-    """
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(128 + signum)
-
-
-@dataclass(frozen=True)
-class SafetyLimits:
-    """Limits that apply to every electrode on top of its own range.
-
-    Attributes:
-        max_abs_v: Global ceiling on |V| for every sample (V).
-        slew_v_per_s: Maximum rate of change between consecutive samples (V/s).
-        ramp_v_per_s: Rate of the ramps this layer generates (V/s); at most ``slew_v_per_s``.
-    """
-
-    max_abs_v: float
-    slew_v_per_s: float
-    ramp_v_per_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if not (self.max_abs_v > 0 and math.isfinite(self.max_abs_v)):
-            raise ValueError(f"max_abs_v must be a positive number of volts, got {self.max_abs_v}")
-        if not (self.slew_v_per_s > 0 and math.isfinite(self.slew_v_per_s)):
-            raise ValueError(f"slew_v_per_s must be positive, got {self.slew_v_per_s}")
-        if self.ramp_v_per_s is not None and not 0 < self.ramp_v_per_s <= self.slew_v_per_s:
-            raise ValueError("ramp_v_per_s must be positive and at most slew_v_per_s")
-
-    @property
-    def effective_ramp_v_per_s(self) -> float:
-        """Rate used for generated ramps (V/s)."""
-        return self.ramp_v_per_s if self.ramp_v_per_s is not None else self.slew_v_per_s
-
-
 @dataclass
 class ShutdownReport:
-    """What a safe shutdown did.
+    """What a shutdown or park did.
 
     Attributes:
-        ok: Every electrode reached 0 V as far as the backend reported.
-        failed_electrodes: Names of electrodes whose ramp raised.
-        errors: The error messages, in order.
+        ok: Every electrode was brought to 0 V by a slew-limited ramp and, where the source
+            can read back, reads back 0 V.
+        completed: The move to 0 V went out to every electrode (possibly as the single step
+            from an unknown voltage); False when an instrument failed, so it may be retried.
+        failed_electrodes: Electrodes whose move raised or whose readback is not 0 V.
+        stepped_electrodes: Electrodes that were at an unknown voltage and got one step to 0 V.
+        errors: Every problem, in order, in words.
     """
 
     ok: bool = True
+    completed: bool = True
     failed_electrodes: list[str] = field(default_factory=list)
+    stepped_electrodes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-
-def check_waveform(
-    waveform_v: FloatArray,
-    sample_rate_hz: float,
-    electrodes: tuple[Electrode, ...],
-    limits: SafetyLimits,
-    *,
-    require_rest_ends: bool = True,
-) -> None:
-    """Raise :class:`SafetyViolation` at the first sample that breaks a limit.
-
-    Args:
-        waveform_v: Shape ``(n_electrodes, n_samples)`` (V).
-        sample_rate_hz: Rate at which the waveform will be played (Hz).
-        electrodes: The device's electrodes, in row order.
-        limits: The global limits.
-        require_rest_ends: Whether the first and last samples must equal the resting voltages.
-    """
-    wave = np.asarray(waveform_v)
-    if wave.ndim != 2 or wave.shape[0] != len(electrodes):
-        raise ValueError(
-            f"waveform must have shape (n_electrodes={len(electrodes)}, n_samples), "
-            f"got {wave.shape}"
-        )
-    if wave.shape[1] < 1:
-        raise ValueError("waveform has no samples")
-    if not (sample_rate_hz > 0 and math.isfinite(sample_rate_hz)):
-        raise ValueError(f"sample rate must be a positive number of Hz, got {sample_rate_hz}")
-    max_step_v = limits.slew_v_per_s / sample_rate_hz * (1 + _RELATIVE_TOLERANCE)
-    for row, electrode in enumerate(electrodes):
-        samples = wave[row]
-        bad = ~np.isfinite(samples)
-        if bad.any():
-            index = int(np.argmax(bad))
-            raise SafetyViolation(
-                electrode.name, index, float(samples[index]), electrode.max_v, "not a finite number"
+    def summary(self) -> str:
+        """One line for people: the final state of the electrodes."""
+        if self.ok:
+            return "electrodes ramped to 0 V"
+        parts = []
+        if self.failed_electrodes:
+            parts.append(f"NOT verified at 0 V: {', '.join(self.failed_electrodes)}")
+        if self.stepped_electrodes:
+            parts.append(
+                f"stepped to 0 V from an unknown voltage: {', '.join(self.stepped_electrodes)}"
             )
-        _first_outside(samples, electrode.name, electrode.max_v, "above the electrode maximum")
-        _first_outside(-samples, electrode.name, -electrode.min_v, "below the electrode minimum")
-        _first_outside(np.abs(samples), electrode.name, limits.max_abs_v, "|V| above the ceiling")
-        if samples.size > 1:
-            steps = np.abs(np.diff(samples))
-            over = steps > max_step_v
-            if over.any():
-                index = int(np.argmax(over))
-                raise SafetyViolation(
-                    electrode.name,
-                    index + 1,
-                    float(steps[index] * sample_rate_hz),
-                    limits.slew_v_per_s,
-                    "slew rate (V/s) above the limit",
-                )
-        if require_rest_ends:
-            for index in (0, samples.size - 1):
-                if abs(samples[index] - electrode.rest_v) > _ABSOLUTE_TOLERANCE_V:
-                    raise SafetyViolation(
-                        electrode.name,
-                        index,
-                        float(samples[index]),
-                        electrode.rest_v,
-                        "waveform must start and end on the resting voltage",
-                    )
+        detail = "; ".join(self.errors)
+        return "; ".join(parts) + (f" ({detail})" if detail else "")
 
 
-def _first_outside(values: FloatArray, name: str, limit: float, rule: str) -> None:
-    over = values > limit + _ABSOLUTE_TOLERANCE_V
-    if over.any():
-        index = int(np.argmax(over))
-        raise SafetyViolation(name, index, float(abs(values[index])), abs(limit), rule)
+class ShutdownFailed(RuntimeError):
+    """The electrodes could not be verified at 0 V; :attr:`report` says which and why."""
 
-
-def ramp_samples(
-    start_v: FloatArray, stop_v: FloatArray, sample_rate_hz: float, rate_v_per_s: float
-) -> FloatArray:
-    """A linear multi-channel ramp from ``start_v`` to ``stop_v`` (both excluded/included).
-
-    The ramp excludes ``start_v`` (the backend already holds it) and ends exactly on
-    ``stop_v``. Every electrode moves by at most ``rate_v_per_s / sample_rate_hz`` per sample.
-
-    Returns:
-        Shape ``(n_electrodes, n_steps)``; ``n_steps`` is 0 when nothing moves.
-    """
-    start = np.asarray(start_v, dtype=np.float64)
-    stop = np.asarray(stop_v, dtype=np.float64)
-    distance = float(np.max(np.abs(stop - start), initial=0.0))
-    if distance == 0.0:
-        return np.empty((start.size, 0))
-    max_step = rate_v_per_s / sample_rate_hz
-    n_steps = max(1, math.ceil(distance / max_step * (1 + 1e-12)))
-    fractions = np.arange(1, n_steps + 1) / n_steps
-    ramp = start[:, None] + (stop - start)[:, None] * fractions[None, :]
-    ramp[:, -1] = stop
-    return ramp
+    def __init__(self, report: ShutdownReport) -> None:
+        self.report = report
+        super().__init__(f"safe shutdown failed: {report.summary()}")
 
 
 class SafeDevice:
-    """An electrode device behind the safety layer; the only device object labctl drives.
+    """A setup behind the safety layer; the only device object labctl drives.
 
-    Use it as a context manager: the backend is opened on entry, and on any exit (normal,
-    exception, KeyboardInterrupt, :class:`TerminatedBySignal`) every electrode is ramped to 0 V
-    before the backend is closed. An ``atexit`` hook covers devices that are never closed.
+    Use it as a context manager: the instruments are opened on entry, and on any exit (normal,
+    exception, KeyboardInterrupt, :class:`TerminatedBySignal`) every electrode is brought to
+    0 V before they are closed. An ``atexit`` hook covers devices that are never closed.
 
     Args:
-        backend: The instrument backend.
+        setup: The composite setup, or one instrument that is at least a voltage source.
         limits: Global safety limits.
-        sample_rate_hz: Default rate (Hz) for generated ramps and the shutdown.
+        sample_rate_hz: Requested rate (Hz) for records and generated ramps; coerced by the
+            source when the device is opened (read :attr:`sample_rate_hz` after that).
+        state_file: Where the last commanded voltages are persisted (None: not persisted).
     """
 
     def __init__(
-        self, backend: ElectrodeBackend, limits: SafetyLimits, sample_rate_hz: float
+        self,
+        setup: Composite | object,
+        limits: SafetyLimits,
+        sample_rate_hz: float,
+        *,
+        state_file: VoltageStateFile | None = None,
     ) -> None:
-        for electrode in backend.electrodes:
-            _check_electrode_against_limits(electrode, limits)
-        self._backend = backend
+        composite = setup if isinstance(setup, Composite) else Composite.single("device", setup)
+        check_electrodes(composite.source.electrodes, limits)
+        for electrode in composite.sine_sources:
+            if electrode not in {e.name for e in composite.source.electrodes}:
+                raise ValueError(f"sine source on unknown electrode {electrode!r}")
+        self._setup = composite
+        self._source = composite.source
+        self._electrodes = tuple(composite.source.electrodes)
         self._limits = limits
-        self._lock = threading.RLock()
+        self._requested_rate_hz = float(sample_rate_hz)
+        self._rate_hz = float(sample_rate_hz)
+        self._state_file = state_file
+        self._cond = threading.Condition(threading.RLock())
+        self._flight_lock = threading.Lock()
+        self._cancel: threading.Event | None = None
         self._opened = False
-        self._shut_down = False
+        self._accepting = False
+        self._shutdown_done = False
+        self._park_requested = False
+        self._parked = False
+        self._last_report: ShutdownReport | None = None
         self._device_seconds = 0.0
-        self._last_commanded_v = np.zeros(len(backend.electrodes))
-        self._sample_rate_hz = backend.coerce_sample_rate(sample_rate_hz)
+        n = len(self._electrodes)
+        self._known_v = np.full(n, np.nan)
+        self._unknown_reason = "the device is not open"
+        self._tones: dict[str, list[ToneSpec]] = {}
 
     # -- description -------------------------------------------------------------------------
     @property
     def electrodes(self) -> tuple[Electrode, ...]:
         """The voltage electrodes, in waveform row order."""
-        return self._backend.electrodes
+        return self._electrodes
 
     @property
     def outputs(self) -> tuple[CurrentOutput, ...]:
-        """The current outputs, in acquisition row order."""
-        return self._backend.outputs
+        """The current outputs of the sampled readout, in acquisition row order."""
+        readout = self._setup.readout
+        return tuple(readout.outputs) if readout is not None else ()
 
     @property
     def electrode_names(self) -> tuple[str, ...]:
         """Electrode names in waveform row order."""
-        return self._backend.electrode_names
+        return tuple(e.name for e in self._electrodes)
 
     @property
     def limits(self) -> SafetyLimits:
@@ -264,78 +202,138 @@ class SafeDevice:
 
     @property
     def sample_rate_hz(self) -> float:
-        """The default (coerced) sample rate (Hz)."""
-        return self._sample_rate_hz
+        """The rate (Hz) records run at: coerced by the source once the device is open."""
+        return self._rate_hz
 
     @property
     def device_seconds(self) -> float:
-        """Total time the device has been driven (s), ramps and shutdown included."""
+        """Total time the electrodes have been driven (s), ramps and shutdown included."""
         return self._device_seconds
 
     @property
     def is_shut_down(self) -> bool:
-        """Whether :meth:`safe_shutdown` has run; the device then refuses waveforms."""
-        return self._shut_down
+        """Whether a shutdown began; the device then refuses waveforms."""
+        return not self._accepting and (self._opened or self._shutdown_done)
+
+    @property
+    def is_parked(self) -> bool:
+        """Whether the electrodes are held at 0 V by :meth:`park`."""
+        return self._parked
+
+    @property
+    def last_shutdown_report(self) -> ShutdownReport | None:
+        """The report of the latest shutdown or park (None before any)."""
+        return self._last_report
+
+    @property
+    def instruments(self) -> Mapping[str, object]:
+        """Every instrument by name (read-only view, for identities and simulator tests)."""
+        return dict(self._setup.instruments)
+
+    @property
+    def demodulators(self) -> Mapping[str, DemodulatedReadout]:
+        """The demodulated readouts (lock-ins) by instrument name; reading them moves nothing."""
+        return dict(self._setup.demodulators)
+
+    @property
+    def sine_sources(self) -> Mapping[str, SineSource]:
+        """Per electrode name, the instrument that can add its own sine there."""
+        return dict(self._setup.sine_sources)
+
+    @property
+    def can_switch_reference(self) -> bool:
+        """Whether an instrument can put a reference resistor in place of the device."""
+        return self._setup.switch is not None
 
     def identity(self) -> dict[str, Any]:
-        """Instrument identities for the run store."""
-        return self._backend.identity()
+        """Per instrument name, its identity (for the run store)."""
+        return self._setup.identity()
 
     def reference_gradient(self, voltages_v: FloatArray) -> FloatArray | None:
-        """True dI/dV (A/V) per electrode from a simulated backend; None on real hardware."""
-        return self._backend.reference_gradient(np.asarray(voltages_v, dtype=np.float64))
+        """True dI/dV (A/V) per electrode from a simulation oracle; None on real hardware."""
+        oracle = self._setup.oracle
+        if oracle is None:
+            return None
+        return oracle.reference_gradient(np.asarray(voltages_v, dtype=np.float64))
 
     def reference_hessian(self, voltages_v: FloatArray) -> FloatArray | None:
-        """True d²I/dV² (A/V²) from a simulated backend; None on real hardware."""
-        return self._backend.reference_hessian(np.asarray(voltages_v, dtype=np.float64))
-
-    @contextlib.contextmanager
-    def reference_resistor(self, electrode_index: int, resistance_ohm: float) -> Iterator[None]:
-        """Switch a known resistor in place of the device (if the backend can), at 0 V.
-
-        Raises:
-            NotImplementedError: The backend cannot switch; connect the resistor by hand.
-        """
-        with self._lock:
-            self._ensure_running()
-        with self._backend.reference_resistor(electrode_index, resistance_ohm):
-            yield
+        """True d²I/dV² (A/V²) from a simulation oracle; None on real hardware."""
+        oracle = self._setup.oracle
+        if oracle is None:
+            return None
+        return oracle.reference_hessian(np.asarray(voltages_v, dtype=np.float64))
 
     def rest_voltages(self) -> FloatArray:
         """The resting voltage (V) of every electrode, shape ``(n_electrodes,)``."""
-        return np.array([e.rest_v for e in self.electrodes])
+        return np.array([e.rest_v for e in self._electrodes])
+
+    def present_voltages(self) -> FloatArray:
+        """What the layer knows each electrode holds (V); NaN where it is unknown."""
+        return self._known_v.copy()
+
+    def unknown_electrodes(self) -> list[str]:
+        """Names of the electrodes whose voltage is unknown."""
+        return [e.name for e, v in zip(self._electrodes, self._known_v, strict=True) if v != v]
 
     def coerce_sample_rate(self, sample_rate_hz: float) -> float:
         """The rate (Hz) the hardware will actually run at."""
-        return self._backend.coerce_sample_rate(sample_rate_hz)
+        return self._source.coerce_sample_rate(sample_rate_hz)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> SafeDevice:
-        """Open the backend and register the exit-time shutdown."""
-        with self._lock:
+        """Open every instrument, coerce the rate, and learn what the electrodes hold.
+
+        Opening moves no electrode. Electrodes whose voltage cannot be learnt (no valid
+        readback and no persisted state) are unknown: see :meth:`park`.
+        """
+        with self._cond:
             if self._opened:
                 return self
-            self._backend.open()
+            opened: list[Any] = []
+            try:
+                for instrument in self._setup.instruments.values():
+                    instrument.open()
+                    opened.append(instrument)
+                self._rate_hz = float(self._source.coerce_sample_rate(self._requested_rate_hz))
+            except BaseException:
+                for instrument in reversed(opened):
+                    with contextlib.suppress(Exception):
+                        instrument.close()
+                raise
             self._opened = True
-            self._shut_down = False
-            self._last_commanded_v = self._read_present_or_last()
-            atexit.register(self.safe_shutdown)
+            self._accepting = True
+            self._shutdown_done = False
+            self._parked = False
+            self._park_requested = False
+            self._last_report = None
+            self._learn_initial_voltages()
+            atexit.register(self._shutdown_at_exit)
             return self
 
     def close(self) -> None:
-        """Ramp to 0 V (if not already done) and release the backend."""
-        with self._lock:
+        """Bring every electrode to 0 V (if not already done) and release the instruments.
+
+        Raises:
+            ShutdownFailed: The electrodes could not be verified at 0 V (after one retry).
+        """
+        with self._cond:
             if not self._opened:
                 return
             try:
-                self.safe_shutdown()
+                report = self.safe_shutdown()
+                if not report.completed:
+                    log.error("safe shutdown incomplete (%s): retrying once", report.summary())
+                    report = self.safe_shutdown()
             finally:
                 self._opened = False
-                atexit.unregister(self.safe_shutdown)
-                try:
-                    self._backend.close()
-                except Exception:
-                    log.exception("closing the backend failed")
+                atexit.unregister(self._shutdown_at_exit)
+                for name, instrument in reversed(self._setup.instruments.items()):
+                    try:
+                        instrument.close()
+                    except Exception:
+                        log.exception("closing instrument %s failed", name)
+        if not report.ok:
+            raise ShutdownFailed(report)
 
     def __enter__(self) -> SafeDevice:
         return self.open()
@@ -345,15 +343,29 @@ class SafeDevice:
 
     # -- driving -----------------------------------------------------------------------------
     def check(self, waveform_v: FloatArray, sample_rate_hz: float) -> None:
-        """Check a waveform against every limit without sending it (raises SafetyViolation)."""
-        check_waveform(waveform_v, sample_rate_hz, self.electrodes, self._limits)
+        """Check a caller's waveform against every limit without sending it.
+
+        Raises:
+            SafetyViolation: The waveform breaks a limit.
+        """
+        amplitude, slew = tone_envelope(self._active_tones(), self._electrodes)
+        check_waveform(
+            waveform_v,
+            sample_rate_hz,
+            self._electrodes,
+            self._limits,
+            tone_amplitude_v=amplitude,
+            tone_slew_v_per_s=slew,
+        )
 
     def apply(self, waveform_v: FloatArray, sample_rate_hz: float | None = None) -> Acquisition:
         """Check and apply a waveform; return the synchronously sampled output current.
 
         The waveform must start and end on the resting voltages. If the electrodes hold
-        something else, a slew-limited ramp is played first; its samples are removed from the
-        returned record (``metadata["ramp_samples"]`` says how many there were).
+        something else, a slew-limited ramp is played first; it is checked with the waveform
+        and its samples are removed from the returned record (``metadata["ramp_samples"]``).
+        While the device is parked this call waits for :meth:`unpark`; a record cancelled by
+        a park is played again, whole, after it.
 
         Args:
             waveform_v: Shape ``(n_electrodes, n_samples)`` (V).
@@ -361,142 +373,464 @@ class SafeDevice:
                 supports exactly (see :meth:`coerce_sample_rate`), so tones stay coherent.
 
         Raises:
-            SafetyViolation: The waveform breaks a limit; nothing was sent.
+            SafetyViolation: The waveform (or the ramp to it) breaks a limit; nothing was sent.
+            UnknownVoltage: An electrode's voltage is unknown; nothing was sent.
             DeviceShutDown: The device was shut down.
         """
-        rate = self._sample_rate_hz if sample_rate_hz is None else float(sample_rate_hz)
-        coerced = self._backend.coerce_sample_rate(rate)
-        if not math.isclose(coerced, rate, rel_tol=1e-12):
-            raise ValueError(
-                f"sample rate {rate} Hz is not available; the hardware would run at {coerced} Hz. "
-                "Use SafeDevice.coerce_sample_rate() and build the waveform at that rate."
-            )
+        rate = self._rate_hz if sample_rate_hz is None else float(sample_rate_hz)
         wave = np.array(waveform_v, dtype=np.float64, order="C")
         self.check(wave, rate)
         rest = self.rest_voltages()
         wave[:, 0] = rest  # within round-off of rest (checked): make the ends exact
         wave[:, -1] = rest
-        with self._lock:
-            self._ensure_running()
-            ramp = ramp_samples(
-                self._read_present_or_last(),
-                wave[:, 0],
-                rate,
-                min(self._limits.effective_ramp_v_per_s, self._limits.slew_v_per_s),
-            )
-            full = np.concatenate([ramp, wave], axis=1) if ramp.shape[1] else wave
-            try:
-                acquisition = self._backend.write_read(full, rate)
-            except BaseException:
-                log.exception("backend failed while applying a waveform: shutting down")
-                self._last_commanded_v = full[:, -1].copy()
-                self.safe_shutdown()
-                raise
-            self._last_commanded_v = full[:, -1].copy()
-            self._device_seconds += full.shape[1] / rate
-        n_ramp = ramp.shape[1]
+        readout = self._setup.readout
+        if readout is None:
+            raise TypeError("this setup has no sampled readout; use its demodulated readouts")
+        with self._cond:
+            self._ensure_open()
+            coerced = self._source.coerce_sample_rate(rate)
+            if not math.isclose(coerced, rate, rel_tol=1e-12):
+                raise ValueError(
+                    f"sample rate {rate} Hz is not available; the hardware would run at "
+                    f"{coerced} Hz. Use SafeDevice.coerce_sample_rate() and build the waveform "
+                    "at that rate."
+                )
+            while True:
+                self._hold_while_parked()
+                full, n_ramp = self._with_ramp(wave, rate)
+                cancel = threading.Event()
+                with self._flight_lock:
+                    if self._park_requested or not self._accepting:
+                        continue
+                    self._cancel = cancel
+                try:
+                    readout.arm(full.shape[1], rate)
+                    self._play(full, rate, cancel)
+                    acquisition = readout.fetch()
+                except RecordInterrupted as exc:
+                    if exc.cancelled and (self._park_requested or not self._accepting):
+                        continue  # parked: replay after unpark; shut down: refused above
+                    self._fail_during_record(exc)
+                    raise
+                except BaseException as exc:
+                    self._fail_during_record(exc)
+                    raise
+                finally:
+                    with self._flight_lock:
+                        self._cancel = None
+                break
         metadata = dict(acquisition.metadata, ramp_samples=n_ramp)
         return replace(acquisition, current_a=acquisition.current_a[:, n_ramp:], metadata=metadata)
 
     def idle(self, duration_s: float) -> None:
-        """Hold the resting voltages for ``duration_s`` (counts as device time)."""
-        n = max(2, round(duration_s * self._sample_rate_hz))
+        """Hold the resting voltages for ``duration_s`` (s; counts as device time)."""
+        n = max(2, round(duration_s * self._rate_hz))
         self.apply(np.repeat(self.rest_voltages()[:, None], n, axis=1))
 
-    def safe_shutdown(self) -> ShutdownReport:
-        """Ramp every electrode to 0 V at the slew limit. Idempotent; never raises.
+    def program_tones(
+        self, specs: Sequence[ToneSpec], dc_v: Mapping[str, tuple[float, float]] | None = None
+    ) -> None:
+        """Check ``specs`` analytically, then program each electrode's sine source.
 
-        If the multi-channel ramp fails, each electrode is ramped on its own (others held), so
-        one failing channel does not leave the others energised.
+        Args:
+            specs: The tones to run (replacing any running on the same electrodes).
+            dc_v: Per electrode, the (lowest, highest) DC (V) the source will hold while the
+                tones run; default what it holds now and its resting voltage.
+
+        Raises:
+            SafetyViolation: DC plus amplitudes leave a range or the ceiling, or Σ 2πfA is
+                above the slew limit; nothing was programmed.
+            KeyError: No sine source drives a named electrode.
         """
-        report = ShutdownReport()
-        with self._lock:
-            if self._shut_down or not self._opened:
-                self._shut_down = True
-                return report
-            self._shut_down = True
-            rate = self._sample_rate_hz
-            ramp_rate = self._limits.effective_ramp_v_per_s
-            present = self._read_present_or_last()
-            target = np.zeros_like(present)
-            ramp = ramp_samples(present, target, rate, ramp_rate)
-            if ramp.shape[1] == 0:
-                return report
-            try:
-                self._backend.write(ramp, rate)
-                self._device_seconds += ramp.shape[1] / rate
-                self._last_commanded_v = target
-                log.info("safe shutdown: all electrodes ramped to 0 V")
-                return report
-            except Exception as exc:
-                log.error("safe shutdown: multi-channel ramp failed (%s); ramping one by one", exc)
-                report.errors.append(str(exc))
-            held = self._read_present_or_last()
-            for row, electrode in enumerate(self.electrodes):
-                stop = held.copy()
-                stop[row] = 0.0
-                single = ramp_samples(held, stop, rate, ramp_rate)
-                if single.shape[1] == 0:
-                    continue
+        sources = self._setup.sine_sources
+        for spec in specs:
+            if spec.electrode not in sources:
+                known = ", ".join(sources) or "none"
+                raise KeyError(
+                    f"no sine source drives electrode {spec.electrode!r} (sine sources: {known})"
+                )
+        with self._cond:
+            self._ensure_open()
+            self._hold_while_parked()
+            self._require_known()
+            replaced = {s.electrode for s in specs}
+            kept = [s for e, tones in self._tones.items() if e not in replaced for s in tones]
+            dc = dict(dc_v or {})
+            for row, electrode in enumerate(self._electrodes):
+                held = float(self._known_v[row])
+                dc.setdefault(
+                    electrode.name, (min(held, electrode.rest_v), max(held, electrode.rest_v))
+                )
+            check_tone_specs([*kept, *specs], self._electrodes, self._limits, dc)
+            by_electrode: dict[str, list[ToneSpec]] = {}
+            for spec in specs:
+                by_electrode.setdefault(spec.electrode, []).append(spec)
+            for electrode, tones in by_electrode.items():
+                source = sources[electrode]
+                self._tones[electrode] = tones  # counted as on from the first write attempt
                 try:
-                    self._backend.write(single, rate)
-                    held = stop
-                except Exception as exc:
-                    log.error("safe shutdown: electrode %s failed: %s", electrode.name, exc)
-                    report.failed_electrodes.append(electrode.name)
-                    report.errors.append(f"{electrode.name}: {exc}")
-            self._last_commanded_v = held
-            report.ok = not report.failed_electrodes
+                    for spec in tones:
+                        source.program_tone(spec)
+                except BaseException:
+                    self._tones_off([electrode], ShutdownReport())
+                    raise
+
+    def tones_off(self) -> None:
+        """Bring every sine source to its minimum output."""
+        with self._cond:
+            report = ShutdownReport()
+            self._tones_off(list(self._tones), report)
+            if report.errors:
+                raise ShutdownFailed(report)
+
+    # -- shutdown and park --------------------------------------------------------------------
+    def safe_shutdown(self) -> ShutdownReport:
+        """Bring every electrode to 0 V and refuse further waveforms. Idempotent.
+
+        Sine sources go to their minimum first; then one multi-channel ramp at the ramp rate
+        (a single step to 0 V for unknown electrodes); if it fails, each electrode is moved on
+        its own so one failing channel does not leave the others energised. SIGINT and
+        SIGTERM wait until the ramp is out. Never raises for instrument errors: the report
+        says what happened (:meth:`close` raises on it).
+        """
+        self._request_stop_of_record(shutting_down=True)
+        with signals_deferred(), self._cond:
+            if not self._opened:
+                return self._last_report or ShutdownReport()
+            if self._shutdown_done and self._last_report is not None:
+                return self._last_report
+            self._accepting = False
+            report = self._move_to_zero()
+            self._last_report = report
+            if report.completed:
+                self._shutdown_done = True
+                if report.ok:
+                    log.info("safe shutdown: all electrodes ramped to 0 V")
+                else:
+                    log.error("safe shutdown: %s", report.summary())
+            else:
+                log.error("safe shutdown incomplete: %s", report.summary())
+            self._cond.notify_all()
             return report
 
-    # -- internals ---------------------------------------------------------------------------
-    def _ensure_running(self) -> None:
+    def park(self) -> ShutdownReport:
+        """Ramp every electrode to 0 V and hold it there until :meth:`unpark`. Any thread.
+
+        A record in flight is cancelled at the sample it reached (and replayed after
+        :meth:`unpark`); the ramp runs from there. Returns when the electrodes are at 0 V.
+
+        Raises:
+            ShutdownFailed: The electrodes could not be verified at 0 V.
+            DeviceShutDown: The device is not open.
+        """
+        self._request_stop_of_record(shutting_down=False)
+        with signals_deferred(), self._cond:
+            self._ensure_open(allow_shut_down=True)
+            if not self._parked:
+                self._park_locked()
+            report = self._last_report or ShutdownReport()
+        if not report.ok:
+            raise ShutdownFailed(report)
+        return report
+
+    def unpark(self) -> None:
+        """Let the next waveform ramp up from 0 V again (waiting records resume)."""
+        with self._cond:
+            self._parked = False
+            self._park_requested = False
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def hands_on(self) -> Iterator[None]:
+        """Parked, with the device lock held, while a person changes the wiring.
+
+        Every "connect it by hand" prompt happens inside this block; no other thread can drive
+        the electrodes until it ends. The park state from before is restored afterwards.
+        """
+        with self._cond:
+            was_parked = self._parked
+            self.park()
+            try:
+                yield
+            finally:
+                if not was_parked:
+                    self.unpark()
+
+    @contextlib.contextmanager
+    def reference_resistor(self, electrode_index: int, resistance_ohm: float) -> Iterator[None]:
+        """Switch a known resistor (Ω) in place of the device: switched parked, under the lock.
+
+        Raises:
+            NotImplementedError: No instrument can switch; connect it by hand inside
+                :meth:`hands_on`.
+        """
+        switch = self._setup.switch
+        if switch is None:
+            raise NotImplementedError("no instrument of this setup can switch in a resistor")
+        with self.hands_on(), switch.reference_resistor(electrode_index, resistance_ohm):
+            self.unpark()
+            try:
+                yield
+            finally:
+                self.park()
+
+    # -- internals: state ---------------------------------------------------------------------
+    def _learn_initial_voltages(self) -> None:
+        readback, problems = self._validated_readback()
+        persisted = self._state_file.load() if self._state_file is not None else None
+        known = readback.copy()
+        reasons = list(problems.values())
+        for row, electrode in enumerate(self._electrodes):
+            if math.isfinite(known[row]) or electrode.name in problems:
+                continue
+            if persisted is None:
+                reasons.append(f"{electrode.name}: no readback and no persisted state")
+            elif persisted.in_flight:
+                lo, hi = (persisted.envelope_v or ((math.nan, math.nan),) * len(known))[row]
+                reasons.append(
+                    f"{electrode.name}: a record was playing when the last process ended "
+                    f"(somewhere in [{lo:.4g}, {hi:.4g}] V)"
+                )
+            elif math.isfinite(persisted.held_v[row]):
+                known[row] = persisted.held_v[row]
+            else:
+                reasons.append(f"{electrode.name}: unknown when the last process ended")
+        self._known_v = known
+        self._unknown_reason = "; ".join(reasons)
+        if reasons:
+            log.warning("electrode voltages unknown at open: %s", self._unknown_reason)
+        self._persist_held()
+
+    def _validated_readback(self) -> tuple[FloatArray, dict[str, str]]:
+        """The source's readback with invalid values replaced by NaN, and the problems.
+
+        Problems are keyed by electrode name (``""`` when the readback itself failed).
+        """
+        n = len(self._electrodes)
+        try:
+            raw = np.asarray(self._source.present_voltages(), dtype=np.float64).reshape(n)
+        except Exception as exc:
+            return np.full(n, np.nan), {"": f"readback failed: {exc}"}
+        values = raw.copy()
+        problems: dict[str, str] = {}
+        bound = self._limits.max_abs_v + READBACK_MARGIN_V
+        for row, electrode in enumerate(self._electrodes):
+            v = raw[row]
+            if math.isnan(v):
+                continue
+            if not math.isfinite(v) or abs(v) > bound:
+                problems[electrode.name] = (
+                    f"{electrode.name}: reads back {v:.6g} V, beyond the ceiling "
+                    f"{self._limits.max_abs_v:g} V + {READBACK_MARGIN_V:g} V (wrong units or a "
+                    "faulty instrument)"
+                )
+                values[row] = np.nan
+        return values, problems
+
+    def _require_known(self) -> None:
+        unknown = self.unknown_electrodes()
+        if unknown:
+            raise UnknownVoltage(unknown, self._unknown_reason or "not confirmed by the source")
+
+    def _persist_held(self) -> None:
+        if self._state_file is not None:
+            self._state_file.record_held(self._known_v)
+
+    def _active_tones(self) -> list[ToneSpec]:
+        return [spec for tones in self._tones.values() for spec in tones]
+
+    def _ensure_open(self, allow_shut_down: bool = False) -> None:
         if not self._opened:
             raise DeviceShutDown("the device is not open: use it as a context manager")
-        if self._shut_down:
+        if not allow_shut_down and not self._accepting:
             raise DeviceShutDown("the device was shut down and accepts no more waveforms")
 
-    def _read_present_or_last(self) -> FloatArray:
-        try:
-            return np.asarray(self._backend.present_voltages(), dtype=np.float64).copy()
-        except Exception as exc:
-            log.warning("could not read present voltages (%s); using last commanded", exc)
-            return self._last_commanded_v.copy()
+    def _shutdown_at_exit(self) -> None:
+        report = self.safe_shutdown()
+        if not report.ok:
+            log.critical("at exit: %s", report.summary())
 
+    # -- internals: playing -------------------------------------------------------------------
+    def _with_ramp(self, wave: FloatArray, rate: float) -> tuple[FloatArray, int]:
+        """``wave`` preceded by the ramp from what the electrodes hold; checked whole."""
+        self._require_known()
+        ramp = ramp_samples(self._known_v, wave[:, 0], rate, self._limits.effective_ramp_v_per_s)
+        full = np.concatenate([ramp, wave], axis=1) if ramp.shape[1] else wave
+        self._check_sent(full, rate, self._known_v)
+        return full, ramp.shape[1]
 
-def _check_electrode_against_limits(electrode: Electrode, limits: SafetyLimits) -> None:
-    if not electrode.min_v < electrode.max_v:
-        raise ValueError(f"electrode {electrode.name!r}: min_v must be below max_v")
-    if max(abs(electrode.min_v), abs(electrode.max_v)) > limits.max_abs_v:
-        raise ValueError(
-            f"electrode {electrode.name!r}: range [{electrode.min_v}, {electrode.max_v}] V "
-            f"exceeds the ceiling |V| <= {limits.max_abs_v} V"
+    def _check_sent(self, full: FloatArray, rate: float, held: FloatArray) -> None:
+        amplitude, slew = tone_envelope(self._active_tones(), self._electrodes)
+        check_waveform(
+            full,
+            rate,
+            self._electrodes,
+            self._limits,
+            require_rest_ends=False,
+            held_v=held,
+            tone_amplitude_v=amplitude,
+            tone_slew_v_per_s=slew,
         )
-    if not electrode.min_v <= 0.0 <= electrode.max_v:
-        raise ValueError(f"electrode {electrode.name!r}: range must contain 0 V (the safe state)")
-    if not electrode.contains(electrode.rest_v):
-        raise ValueError(f"electrode {electrode.name!r}: resting voltage outside its range")
 
+    def _play(self, full: FloatArray, rate: float, cancel: threading.Event | None) -> None:
+        """Send an already checked waveform and track what the electrodes hold."""
+        before = self._known_v.copy()
+        if self._state_file is not None:
+            self._state_file.record_start(before, full, rate)
+        try:
+            self._source.play(full, rate, cancel)
+        except RecordInterrupted as exc:
+            done = exc.samples_generated
+            if done is None:
+                self._known_after_unknown_failure(f"record interrupted: {exc}")
+            else:
+                done = min(max(int(done), 0), full.shape[1])
+                if done:
+                    self._known_v = full[:, done - 1].copy()
+                self._device_seconds += done / rate
+            self._persist_held()
+            raise
+        except BaseException as exc:
+            self._known_after_unknown_failure(f"record failed: {exc!r}")
+            self._persist_held()
+            raise
+        self._known_v = full[:, -1].copy()
+        self._device_seconds += full.shape[1] / rate
+        self._persist_held()
 
-@contextlib.contextmanager
-def shutdown_on_signals(*, sigint: bool = False) -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT if asked) into :class:`TerminatedBySignal` in the main thread.
+    def _known_after_unknown_failure(self, reason: str) -> None:
+        readback, problems = self._validated_readback()
+        self._known_v = readback
+        unknown = [e.name for e, v in zip(self._electrodes, readback, strict=True) if v != v]
+        if unknown:
+            self._unknown_reason = "; ".join([reason, *problems.values()])
+            log.error("voltages unknown on %s after: %s", ", ".join(unknown), reason)
 
-    The exception unwinds through every ``with SafeDevice`` block, so electrodes are ramped to
-    0 V. Previous handlers are restored on exit. Installed by applications (the CLI), never by
-    library constructors. Does nothing outside the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    def _fail_during_record(self, exc: BaseException) -> None:
+        log.error("instrument failed during a record (%r): shutting down", exc)
+        report = self.safe_shutdown()
+        if not report.ok:
+            log.critical("after the failure: %s", report.summary())
 
-    def _raise(signum: int, _frame: FrameType | None) -> None:
-        raise TerminatedBySignal(signum)
+    def _request_stop_of_record(self, *, shutting_down: bool) -> None:
+        with self._flight_lock:
+            if shutting_down:
+                self._accepting = False
+            else:
+                self._park_requested = True
+            if self._cancel is not None:
+                self._cancel.set()
 
-    signals = [signal.SIGTERM] + ([signal.SIGINT] if sigint else [])
-    previous = {sig: signal.signal(sig, _raise) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def _hold_while_parked(self) -> None:
+        """Caller holds the lock: park if asked, wait while parked, refuse once shut down."""
+        while True:
+            self._ensure_open()
+            if self._park_requested and not self._parked:
+                self._park_locked()
+            if not self._parked:
+                return
+            self._cond.wait()
+
+    def _park_locked(self) -> None:
+        self._park_requested = True
+        with signals_deferred():
+            report = self._move_to_zero()
+        self._last_report = report
+        if report.completed:
+            self._parked = True
+            log.info("parked: %s", report.summary())
+        self._cond.notify_all()
+        if not report.completed:
+            raise ShutdownFailed(report)
+
+    def _tones_off(self, electrodes: list[str], report: ShutdownReport) -> None:
+        for electrode in electrodes:
+            source = self._setup.sine_sources.get(electrode)
+            if source is None:
+                continue
+            try:
+                source.tone_off()
+            except Exception as exc:
+                report.errors.append(f"{electrode}: sine output not switched off: {exc}")
+                report.failed_electrodes.append(electrode)
+                continue
+            self._tones.pop(electrode, None)
+
+    def _move_to_zero(self) -> ShutdownReport:
+        """Caller holds the lock: sines off, then every electrode to 0 V; never raises."""
+        report = ShutdownReport()
+        self._tones_off(list(self._tones), report)
+        rate = self._rate_hz
+        held = self._known_v.copy()
+        unknown = np.isnan(held)
+        wave = self._zero_move(held, rate)
+        if wave is not None:
+            try:
+                self._check_sent(wave, rate, held)
+                self._play(wave, rate, None)
+            except Exception as exc:
+                report.errors.append(f"multi-channel ramp to 0 V failed: {exc}")
+                log.error("ramp to 0 V failed (%s); moving one electrode at a time", exc)
+                self._move_one_by_one(report)
+        report.stepped_electrodes = [
+            e.name
+            for e, was_unknown, now in zip(self._electrodes, unknown, self._known_v, strict=True)
+            if was_unknown and now == 0.0
+        ]
+        if report.stepped_electrodes:
+            report.errors.append(
+                "voltage was unknown (" + (self._unknown_reason or "unconfirmed") + ")"
+            )
+        self._verify_zero(report)
+        report.completed = not report.failed_electrodes
+        report.ok = report.completed and not report.stepped_electrodes
+        return report
+
+    def _zero_move(self, held: FloatArray, rate: float) -> FloatArray | None:
+        """Ramp rows for known electrodes, one step to 0 V for unknown ones; None if at 0."""
+        start = np.nan_to_num(held, nan=0.0)
+        wave = ramp_samples(start, np.zeros_like(start), rate, self._limits.effective_ramp_v_per_s)
+        if wave.shape[1] == 0:
+            if not np.isnan(held).any():
+                return None
+            wave = np.zeros((held.size, 1))
+        return wave
+
+    def _move_one_by_one(self, report: ShutdownReport) -> None:
+        rate = self._rate_hz
+        for row, electrode in enumerate(self._electrodes):
+            held = self._known_v.copy()
+            if held[row] == 0.0:
+                continue
+            target = np.where(np.isnan(held), 0.0, held)
+            target[row] = 0.0
+            start = np.nan_to_num(held, nan=0.0)
+            start[row] = held[row] if math.isfinite(held[row]) else 0.0
+            wave = ramp_samples(start, target, rate, self._limits.effective_ramp_v_per_s)
+            if wave.shape[1] == 0:
+                wave = target[:, None].copy()
+            try:
+                self._check_sent(wave, rate, held)
+                self._play(wave, rate, None)
+            except Exception as exc:
+                report.failed_electrodes.append(electrode.name)
+                report.errors.append(f"{electrode.name}: {exc}")
+                log.error("shutdown: electrode %s could not be moved: %s", electrode.name, exc)
+
+    def _verify_zero(self, report: ShutdownReport) -> None:
+        readback, problems = self._validated_readback()
+        for row, electrode in enumerate(self._electrodes):
+            if electrode.name in report.failed_electrodes:
+                continue
+            v = readback[row]
+            if electrode.name in problems:
+                report.failed_electrodes.append(electrode.name)
+                report.errors.append(problems[electrode.name])
+            elif math.isfinite(v) and abs(v) > ZERO_TOLERANCE_V:
+                report.failed_electrodes.append(electrode.name)
+                report.errors.append(f"{electrode.name}: reads back {v:.6g} V after the ramp")
+            elif self._known_v[row] != 0.0:
+                report.failed_electrodes.append(electrode.name)
+                report.errors.append(f"{electrode.name}: not confirmed at 0 V")
+        if "" in problems:
+            report.errors.append(problems[""])

@@ -1,20 +1,19 @@
-"""The electrode-device interface: the one seam between labctl and any hardware.
+"""What the seam speaks of: electrodes, current outputs, acquisitions and instrument errors.
 
 A device has named voltage electrodes (each with a role, a range and a resting voltage) and one
 or more current outputs. Its core operation takes a multi-channel voltage waveform at a sample
 rate and returns the synchronously sampled output current(s) in amperes.
 
-Backends (``drivers`` for real instruments, ``simulated_hw`` for the simulated bench) implement
-:class:`ElectrodeBackend`. labctl code never talks to a backend directly: it receives a
-:class:`labctl.device.safety.SafeDevice`, which checks every waveform before the backend sees it.
+Instruments (``drivers`` for real ones, ``simulated_hw`` for the simulated bench) implement the
+capability protocols of :mod:`labctl.device.protocols`. labctl code never talks to an instrument
+directly: it receives a :class:`labctl.device.safety.SafeDevice`, which checks every sample
+before any instrument sees it.
 
 Units: volts, amperes, seconds, hertz throughout.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -103,85 +102,40 @@ class Acquisition:
 
 
 class BackendError(RuntimeError):
-    """A backend failed to carry out an operation (instrument error, lost connection, …)."""
+    """An instrument failed to carry out an operation (instrument error, lost connection, …)."""
 
 
-class ElectrodeBackend(ABC):
-    """What an instrument backend implements. Used only through :class:`labctl.device.safety.SafeDevice`.
+class RecordInterrupted(BackendError):
+    """A record stopped before its last sample: cancelled on request, or failed mid-way.
 
-    A backend writes whatever it is given: it is the safety layer's job to make sure that is
-    safe. Backends may add their own hardware limits (e.g. DAQmx channel min/max) as a second
-    layer. Waveforms are float64 arrays of shape ``(n_electrodes, n_samples)`` in the order of
-    :attr:`electrodes`.
+    Attributes:
+        samples_generated: How many samples of the record reached the electrodes (the
+            electrodes hold sample ``samples_generated - 1``, or what they held before when it
+            is 0); None when the instrument cannot say, so the voltages are unknown.
+        cancelled: Whether the record stopped because its cancel event was set.
     """
 
-    @property
-    @abstractmethod
-    def electrodes(self) -> tuple[Electrode, ...]:
-        """The voltage electrodes, in waveform row order."""
+    def __init__(self, message: str, samples_generated: int | None, *, cancelled: bool) -> None:
+        super().__init__(message)
+        self.samples_generated = samples_generated
+        self.cancelled = cancelled
 
-    @property
-    @abstractmethod
-    def outputs(self) -> tuple[CurrentOutput, ...]:
-        """The current outputs, in acquisition row order."""
 
-    @abstractmethod
-    def open(self) -> None:
-        """Connect to the instruments. Electrodes must be left at (or brought to) 0 V."""
+class UnknownVoltage(RuntimeError):
+    """The layer does not know what an electrode holds, so it refuses to drive it.
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release the instruments. Called after the safety layer has ramped to 0 V."""
+    Attributes:
+        electrodes: Names of the electrodes whose voltage is unknown.
+    """
 
-    @abstractmethod
-    def coerce_sample_rate(self, sample_rate_hz: float) -> float:
-        """The rate (Hz) the hardware will actually run at when asked for ``sample_rate_hz``."""
-
-    @abstractmethod
-    def present_voltages(self) -> FloatArray:
-        """The voltage (V) each electrode holds now, shape ``(n_electrodes,)``."""
-
-    @abstractmethod
-    def write_read(self, waveform_v: FloatArray, sample_rate_hz: float) -> Acquisition:
-        """Apply ``waveform_v`` at ``sample_rate_hz`` and return the synchronous readout.
-
-        The electrodes hold the last sample afterwards. ``sample_rate_hz`` has already been
-        coerced with :meth:`coerce_sample_rate`.
-        """
-
-    def write(self, waveform_v: FloatArray, sample_rate_hz: float) -> None:
-        """Apply a waveform without keeping the readout (ramps, shutdown)."""
-        self.write_read(waveform_v, sample_rate_hz)
-
-    def identity(self) -> dict[str, Any]:
-        """Instrument identities and settings worth recording with every run."""
-        return {"backend": type(self).__name__}
-
-    def reference_gradient(self, voltages_v: FloatArray) -> FloatArray | None:
-        """The device's true dI/dV (A/V) per electrode at ``voltages_v``, if the backend knows it.
-
-        Only a simulated device knows the truth; real backends return None. Used to show users
-        how accurate a measurement was, never by the measurement itself.
-        """
-        return None
-
-    def reference_hessian(self, voltages_v: FloatArray) -> FloatArray | None:
-        """The device's true d²I/dV² (A/V²), shape ``(n_electrodes, n_electrodes)``, or None."""
-        return None
-
-    def reference_resistor(
-        self, electrode_index: int, resistance_ohm: float
-    ) -> AbstractContextManager[None]:
-        """Context in which a known resistor replaces the device (electrode to output).
-
-        Backends with a switch matrix (or a simulated bench) implement it; others raise
-        NotImplementedError and the user connects the resistor by hand.
-        """
-        raise NotImplementedError(
-            f"{type(self).__name__} cannot switch in a reference resistor by itself"
+    def __init__(self, electrodes: list[str], reason: str) -> None:
+        self.electrodes = electrodes
+        super().__init__(
+            f"voltage unknown on {', '.join(electrodes)} ({reason}); refusing to drive. "
+            "Park the device (`labctl park CONFIG`), which brings those electrodes to 0 V."
         )
 
-    @property
-    def electrode_names(self) -> tuple[str, ...]:
-        """Electrode names in waveform row order."""
-        return tuple(e.name for e in self.electrodes)
+
+def electrode_names(electrodes: tuple[Electrode, ...]) -> tuple[str, ...]:
+    """Electrode names in waveform row order."""
+    return tuple(e.name for e in electrodes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,21 @@ from typing import Any
 import numpy as np
 
 from labctl.config import LoadedConfig
+from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibration import ChainResponse, response_from_resistor
 from labctl.homodyne.demod import fit_tones
-from labctl.homodyne.drive import ToneSet
-from labctl.homodyne.engine import device_drive
+from labctl.homodyne.drive import ToneSet, device_drive
 from labctl.homodyne.plan import FrequencyPlan
-from labctl.device.safety import SafeDevice
 
 log = logging.getLogger(__name__)
 
 
 class CalibrationMismatch(ValueError):
     """A stored calibration was made with different chain settings."""
+
+
+class CalibrationInterrupted(RuntimeError):
+    """The run controller asked to stop (or abort) between calibration records."""
 
 
 def calibration_frequencies(plan: FrequencyPlan) -> list[float]:
@@ -70,11 +74,17 @@ def measure_chain_response(
     loaded: LoadedConfig,
     frequencies_hz: list[float],
     window_s: float,
+    checkpoint: Callable[[], bool] | None = None,
 ) -> ChainResponse:
     """Drive each frequency on the resistor's electrode and fit the response.
 
     The device must have the reference resistor in place (see
     :meth:`SafeDevice.reference_resistor`); one record per frequency.
+
+    Args:
+        checkpoint: Called before every record (a run controller's checkpoint: it blocks while
+            paused); when it returns False the calibration ends with
+            :class:`CalibrationInterrupted`.
     """
     config = loaded.config
     calibration = config.homodyne.calibration
@@ -85,6 +95,8 @@ def measure_chain_response(
     amplitudes = []
     rest = device.rest_voltages()
     for frequency in frequencies_hz:
+        if checkpoint is not None and not checkpoint():
+            raise CalibrationInterrupted("calibration interrupted by a stop or abort request")
         # Half the slew budget at most, so the fade and ramps keep room.
         amplitude = min(
             calibration.amplitude_v, 0.5 * device.limits.slew_v_per_s / (2 * math.pi * frequency)

@@ -1,19 +1,22 @@
 """One training run end to end: store, device, calibration, engine, trainer, report.
 
 Used by the CLI (and any other view): the caller owns the :class:`RunController` and may run
-:func:`run_training` in a worker thread while it handles signals, progress and pause/stop.
+:func:`execute` in a worker thread while it handles signals, progress and pause/stop.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labctl.config import LoadedConfig, parse_config
 from labctl.connect import build_device
+from labctl.device.safety import DeviceShutDown, SafeDevice, ShutdownFailed, ShutdownReport
 from labctl.homodyne.calibrate import (
+    CalibrationInterrupted,
     calibration_frequencies,
     default_calibration_path,
     measure_chain_response,
@@ -21,10 +24,10 @@ from labctl.homodyne.calibrate import (
 )
 from labctl.homodyne.engine import PROJECTION, GradientEngine
 from labctl.homodyne.session import open_engine
-from labctl.run.control import RunController, RunState
+from labctl.run.control import RunController
 from labctl.run.events import RunMessage
+from labctl.run.state import RunState
 from labctl.run.store import RunStore, writer_lock
-from labctl.device.safety import DeviceShutDown, SafeDevice
 from labctl.training.trainer import Trainer, TrainingOutcome, run_directory_name
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ class TrainingRun:
     store: RunStore
     outcome: TrainingOutcome | None = None
     state: RunState | None = None
+    shutdown_report: ShutdownReport | None = None
+    """How the device ended up (None when it was never opened)."""
 
     @property
     def path(self) -> Path:
@@ -65,27 +70,34 @@ def resume_run(run_dir: Path) -> TrainingRun:
     return TrainingRun(loaded=loaded, store=store)
 
 
-def ensure_calibration(device: SafeDevice, loaded: LoadedConfig, engine: GradientEngine) -> str:
+def ensure_calibration(
+    device: SafeDevice,
+    loaded: LoadedConfig,
+    engine: GradientEngine,
+    checkpoint: Callable[[], bool] | None = None,
+) -> str:
     """Calibrate now if no valid calibration exists and the backend can switch a resistor in.
 
-    Returns a note saying which calibration is used.
+    ``checkpoint`` is called before every calibration record (see
+    :func:`~labctl.homodyne.calibrate.measure_chain_response`). Returns a note saying which
+    calibration is used.
     """
     if loaded.config.homodyne.phase != "projection":
         return "sign-by-phase rule (configured)"
     if engine.phase_method == PROJECTION:
         return "stored calibration"
+    if not device.can_switch_reference:
+        return "uncalibrated: sign-by-phase fallback (run `labctl calibrate`)"
     cal = loaded.config.homodyne.calibration
     electrode = cal.electrode or loaded.config.perturbed_electrodes()[0]
-    try:
-        with device.reference_resistor(loaded.setup.electrode_index(electrode), cal.resistance_ohm):
-            response = measure_chain_response(
-                device,
-                loaded,
-                calibration_frequencies(engine.plan),
-                loaded.config.homodyne.window_s,
-            )
-    except NotImplementedError:
-        return "uncalibrated: sign-by-phase fallback (run `labctl calibrate`)"
+    with device.reference_resistor(loaded.setup.electrode_index(electrode), cal.resistance_ohm):
+        response = measure_chain_response(
+            device,
+            loaded,
+            calibration_frequencies(engine.plan),
+            loaded.config.homodyne.window_s,
+            checkpoint,
+        )
     path = default_calibration_path(loaded)
     try:
         save_calibration(path, response, loaded)
@@ -96,46 +108,67 @@ def ensure_calibration(device: SafeDevice, loaded: LoadedConfig, engine: Gradien
 
 
 def execute(run: TrainingRun, controller: RunController) -> RunState:
-    """Open the device, train, evaluate, and record the outcome; returns the final state.
+    """Open the device, calibrate, train, evaluate, and record the outcome; the final state.
 
-    ``controller`` must be started. Aborting calls the device's safe shutdown at once.
+    ``controller`` must be started. Everything after the start, device open and start-up
+    calibration included, runs under run control: a stop or abort during them ends the run
+    as it would during training. The abort hook (the device's safe shutdown) is registered
+    the moment the device is open; an abort that arrived during open runs it then.
     """
     loaded = run.loaded
     store = run.store
     summary: dict[str, Any] = {}
-    with writer_lock(store.path), build_device(loaded) as device:
-        controller.set_abort_hook(device.safe_shutdown)
-        engine, _ = open_engine(device, loaded)
-        note = ensure_calibration(device, loaded, engine)
-        controller.publish(RunMessage(logging.INFO, f"phase: {engine.phase_method} ({note})"))
-        calibration = engine.calibration
-        store.set_status(
-            "running",
-            {
-                "instrument": device.identity(),
-                "sample_rate_hz": device.sample_rate_hz,
-                "frequencies_hz": list(engine.plan.frequencies_hz),
-                "amplitudes_v": [float(a) for a in engine.amplitudes_v],
-                "phase_method": engine.phase_method,
-                "calibration_note": note,
-                "calibration": calibration.to_dict() if calibration is not None else None,
-            },
-        )
-        trainer = Trainer(device, loaded, engine, store, controller)
 
-        def body(ctl: RunController) -> dict[str, Any]:
-            try:
-                run.outcome = trainer.run()
-            except DeviceShutDown:
-                if ctl.state is RunState.ABORTING:
-                    return {"aborted": True}
+    def body(ctl: RunController) -> dict[str, Any]:
+        device = build_device(loaded)
+        try:
+            with writer_lock(store.path), device:
+                ctl.set_abort_hook(device.safe_shutdown)
+                _train(run, device, ctl, summary)
+        except ShutdownFailed as exc:
+            summary["shutdown"] = exc.report.summary()
+            raise
+        except CalibrationInterrupted:
+            pass  # stop or abort between calibration records: the run ends before training
+        except DeviceShutDown:
+            if ctl.state is not RunState.ABORTING:
                 raise
-            summary.update(run.outcome.as_dict())
-            return summary
+        finally:
+            run.shutdown_report = device.last_shutdown_report
+        return summary
 
+    try:
         run.state = controller.execute(body)
-    error = controller.error
-    if error is not None:
-        summary["error"] = repr(error)
-    store.set_status(str(run.state), summary)
+    finally:
+        error = controller.error
+        if error is not None:
+            summary["error"] = repr(error)
+        state = run.state if run.state is not None else controller.state
+        store.set_status(str(state), summary)
     return run.state
+
+
+def _train(
+    run: TrainingRun, device: SafeDevice, ctl: RunController, summary: dict[str, Any]
+) -> None:
+    """Calibrate if needed, then train; the device is open."""
+    loaded = run.loaded
+    store = run.store
+    engine, _ = open_engine(device, loaded)
+    note = ensure_calibration(device, loaded, engine, ctl.checkpoint)
+    ctl.publish(RunMessage(logging.INFO, f"phase: {engine.phase_method} ({note})"))
+    calibration = engine.calibration
+    store.set_status(
+        "running",
+        {
+            "instrument": device.identity(),
+            "sample_rate_hz": device.sample_rate_hz,
+            "frequencies_hz": list(engine.plan.frequencies_hz),
+            "amplitudes_v": [float(a) for a in engine.amplitudes_v],
+            "phase_method": engine.phase_method,
+            "calibration_note": note,
+            "calibration": calibration.to_dict() if calibration is not None else None,
+        },
+    )
+    run.outcome = Trainer(device, loaded, engine, store, ctl).run()
+    summary.update(run.outcome.as_dict())
