@@ -31,10 +31,10 @@ import yaml
 from labctl.config import LabConfig, LoadedConfig, merge_overrides, parse_config
 from labctl.connect import build_device
 from labctl.device import FloatArray
+from labctl.device.safety import SafeDevice, SafetyLimits
 from labctl.homodyne.calibrate import measure_chain_response
 from labctl.homodyne.calibration import ChainResponse
 from labctl.homodyne.engine import GradientEngine
-from labctl.safety import SafeDevice, SafetyLimits
 from simulated_hw.backend import SimulatedBackend, SimulatedSettings, chain_settings
 from simulated_hw.bench import SimBench
 from simulated_hw.chain import MeasurementChain

@@ -51,9 +51,9 @@ from _setup import (
 from scipy.optimize import nnls
 
 from labctl.device import FloatArray
+from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibration import ChainResponse
 from labctl.homodyne.plan import PlanWarning
-from labctl.safety import SafeDevice
 from labctl.training.baselines import spsa_gradient
 
 NA = 1e9

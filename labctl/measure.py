@@ -8,8 +8,8 @@ import numpy as np
 
 from labctl.config import LabConfig
 from labctl.device import FloatArray
-from labctl.homodyne.engine import device_drive
 from labctl.device.safety import SafeDevice
+from labctl.homodyne.drive import device_drive
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from labctl.config import LoadedConfig
 from labctl.connect import build_device
-from labctl.safety import SafeDevice
+from labctl.device.safety import SafeDevice
 from labctl.training.baselines import SpsaResult, spsa_gradient
 
 CONTROLS = [1, 2, 3, 4, 5]

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labctl.homodyne.drive import (
-    Drive,
-    ToneSet,
-    peak_excursion_v,
-    shrink_ranges_for_tones,
-    synthesise_drive,
-)
+from labctl.homodyne.drive import Drive, ToneSet, device_drive, synthesise_drive
 
 FS = 10_000.0
 N_EL = 7
@@ -68,7 +63,6 @@ def test_toneset_defaults_phases_to_zero_and_normalises_types() -> None:
     assert t.frequencies_hz == (10.0, 20.0)
     assert t.n_tones == 2
     assert t.slowest_hz == 10.0
-    np.testing.assert_allclose(t.amplitude_sum_v(4), [0.0, 0.1, 0.2, 0.0])
     np.testing.assert_allclose(t.slew_v_per_s(3), [0.0, 2 * np.pi, 8 * np.pi])
 
 
@@ -427,40 +421,31 @@ def test_random_drives_never_exceed_slew(
         np.testing.assert_allclose(d.window_samples(d.waveform_v, c), expected, rtol=0, atol=1e-12)
 
 
-# --------------------------------------------------------------------------- ranges
-
-
-def test_peak_excursion_and_shrunk_ranges() -> None:
-    tones = ToneSet(
-        electrode_indices=(0, 2), frequencies_hz=(100.0, 200.0), amplitudes_v=(0.03, 0.01)
-    )
-    op = np.array([0.5, 0.0, -0.5])
-    lo, hi = peak_excursion_v(op, tones)
-    np.testing.assert_allclose(lo, [0.47, 0.0, -0.51])
-    np.testing.assert_allclose(hi, [0.53, 0.0, -0.49])
-    lo2, hi2 = peak_excursion_v(np.vstack([op, op]), tones)
-    assert lo2.shape == hi2.shape == (2, 3)
-    np.testing.assert_allclose(hi2[1], hi)
-    lo_none, hi_none = peak_excursion_v(op, None)
-    np.testing.assert_array_equal(lo_none, op)
-    np.testing.assert_array_equal(hi_none, op)
-
-    mn, mx = shrink_ranges_for_tones([-1.2, -1.2, -0.7], [0.6, 0.6, 0.3], tones)
-    np.testing.assert_allclose(mn, [-1.17, -1.2, -0.69])
-    np.testing.assert_allclose(mx, [0.57, 0.6, 0.29])
-    # any DC inside the shrunk range keeps DC + tones inside the original range
-    for v in (mn, mx):
-        lo3, hi3 = peak_excursion_v(v, tones)
-        assert np.all(lo3 >= np.array([-1.2, -1.2, -0.7]) - 1e-15)
-        assert np.all(hi3 <= np.array([0.6, 0.6, 0.3]) + 1e-15)
-
-
-def test_shrink_ranges_rejects_tones_wider_than_range() -> None:
-    tones = ToneSet(electrode_indices=(1,), frequencies_hz=(100.0,), amplitudes_v=(0.2,))
-    with pytest.raises(ValueError, match="electrode 1"):
-        shrink_ranges_for_tones([0.0, 0.0], [1.0, 0.3], tones)
-    with pytest.raises(ValueError, match="min_v > max_v"):
-        shrink_ranges_for_tones([0.0, 1.0], [1.0, 0.3], None)
+def test_device_drive_uses_the_devices_rest_rate_and_limits() -> None:
+    rest = np.linspace(-0.1, 0.1, N_EL)
+    ops = gate_cases(np.full(N_EL, 0.2))
+    for ramp in (None, 20.0):
+        device = SimpleNamespace(
+            limits=SimpleNamespace(slew_v_per_s=100.0, ramp_v_per_s=ramp),
+            sample_rate_hz=FS,
+            rest_voltages=lambda: rest.copy(),
+        )
+        d = device_drive(device, ops, lab_tones(), 0.05, 0.01, fade_periods=3)  # type: ignore[arg-type]
+        expected = synthesise_drive(
+            rest_v=rest,
+            operating_points_v=ops,
+            tones=lab_tones(),
+            sample_rate_hz=FS,
+            window_s=0.05,
+            settle_s=0.01,
+            slew_v_per_s=100.0,
+            fade_periods=3,
+            dc_ramp_v_per_s=ramp,
+        )
+        np.testing.assert_array_equal(d.waveform_v, expected.waveform_v)
+        assert d.windows == expected.windows
+        assert d.sample_rate_hz == FS
+        np.testing.assert_array_equal(d.waveform_v[:, 0], rest)
 
 
 @pytest.mark.parametrize(

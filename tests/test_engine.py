@@ -11,12 +11,12 @@ import pytest
 from labctl.cli import main
 from labctl.config import LoadedConfig
 from labctl.connect import build_device
+from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibrate import calibration_frequencies, measure_chain_response
 from labctl.homodyne.engine import PROJECTION, SIGN_BY_PHASE, GradientEngine
 from labctl.homodyne.plan import PlanError
 from labctl.homodyne.report import cosine_similarity
-from labctl.safety import SafeDevice
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, bench_of
 
 # Operating points of the default simulated DNPU (seed 0) where |dI/dV| over the five controls
 # is 60-170 nA/V: typical slopes of a working gate (tens of nA/V per electrode).
@@ -111,7 +111,7 @@ def test_gradients_of_several_cases_in_one_record(sim_config) -> None:
             np.testing.assert_allclose(
                 result.gradient_a_per_v, exact, atol=2e-3 * np.abs(exact).max()
             )
-            dc = device._backend.bench.model.current_a(point)[0]
+            dc = bench_of(device).model.current_a(point)[0]
             # the tones shift the DC level by 1/4 sum_k H_kk A_k^2 (method.md 2.1)
             hessian = device.reference_hessian(point)
             idx = list(engine.electrode_indices)
@@ -158,7 +158,7 @@ def lagging_chain(delay_samples: int, bandwidth_hz: float) -> dict:
 
 
 def chain_lag_deg(loaded: LoadedConfig, device: SafeDevice, engine: GradientEngine) -> np.ndarray:
-    chain = device._backend.bench.chain
+    chain = bench_of(device).chain
     response = chain.tia_response(np.array(engine.plan.frequencies_hz), device.sample_rate_hz)
     return -np.degrees(np.angle(response))
 
@@ -232,7 +232,7 @@ def test_every_engine_drive_respects_the_safety_limits(sim_config) -> None:
         engine = engine_for(device, loaded, curvature=True)
         for mode in ("parallel", "sequential", "fd"):
             engine.measure(POINTS, mode=mode)
-        audit = device._backend.bench.audit
+        audit = bench_of(device).audit
         assert np.all(audit.max_slew_v_per_s <= device.limits.slew_v_per_s * (1 + 1e-6))
         for row, electrode in enumerate(device.electrodes):
             assert electrode.min_v - 1e-12 <= audit.min_v[row]

@@ -248,6 +248,7 @@ def test_pearson_without_eps_equals_metric_correlation() -> None:
     x = rng.normal(size=9) * NA
     rho, _ = losses._pearson(x / NA, t, 0.0)
     assert rho == pytest.approx(correlation(x, t), rel=1e-12)
+    assert rho == correlation(x / NA, t)  # one implementation: identical, not just close
 
 
 def test_registry_and_get_loss_errors() -> None:

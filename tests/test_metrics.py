@@ -7,6 +7,7 @@ import pytest
 
 from labctl.training.metrics import (
     correlation,
+    pearson_terms,
     perceptron_accuracy,
     separation,
     threshold_accuracy,
@@ -32,6 +33,18 @@ def test_separation_and_correlation_values() -> None:
     assert correlation(x, t) == pytest.approx(np.corrcoef(x, t)[0, 1])
     assert correlation(np.ones(4), t) == 0.0
     assert correlation(2.0 * t + 1.0, t) == pytest.approx(1.0)
+
+
+def test_pearson_terms_regularised_and_pieces() -> None:
+    t = np.array([0.0, 1.0, 1.0, 0.0])
+    x = np.array([1.0, 5.0, 7.0, 2.0])
+    terms = pearson_terms(x, t)
+    assert terms.rho == correlation(x, t)
+    np.testing.assert_allclose(terms.dx, x - x.mean())
+    assert terms.sx == pytest.approx(x.std()) and terms.st == pytest.approx(0.5)
+    # eps regularises sigma_x: a constant output gives rho = 0, a varying one a smaller |rho|
+    assert pearson_terms(np.ones(4), t, eps=0.1).rho == 0.0
+    assert 0.0 < pearson_terms(x, t, eps=1.0).rho < terms.rho
 
 
 def test_threshold_separable_puts_threshold_midway() -> None:

@@ -13,8 +13,11 @@ from labctl.homodyne.plan import (
     FrequencyPlan,
     PlanError,
     PlanWarning,
+    _new_products,
+    _product_coefficients,
     find_collisions,
     plan_frequencies,
+    product_bins,
     validate_frequencies,
 )
 
@@ -300,6 +303,51 @@ def test_find_collisions_agrees_with_brute_force_on_random_sets(
     assert 0 < n_clean < 300  # both outcomes exercised
 
 
+@pytest.mark.parametrize("max_order", [2, 3])
+def test_product_bins_are_every_signed_sum_of_up_to_max_order_tones(max_order: int) -> None:
+    rng = np.random.default_rng(77 + max_order)
+    for _ in range(100):
+        n = int(rng.integers(1, 7))
+        bins = [int(b) for b in rng.choice(np.arange(1, 200), size=n, replace=False)]
+        expected = {
+            abs(sum(s * bins[i] for s, i in zip(signs, picks, strict=True)))
+            for k in range(1, max_order + 1)
+            for picks in itertools.product(range(n), repeat=k)
+            for signs in itertools.product((1, -1), repeat=k)
+        }
+        assert product_bins(bins, max_order=max_order) == expected
+    assert product_bins([]) == set()
+    assert product_bins([7], max_order=3) == {0, 7, 14, 21}
+
+
+@pytest.mark.parametrize("max_order", [2, 3])
+def test_incremental_products_agree_with_full_form(max_order: int) -> None:
+    """The search's running product sets (``_new_products``) equal the full evaluation."""
+    rng = np.random.default_rng(4321 + max_order)
+    for _ in range(200):
+        n = int(rng.integers(1, 8))
+        bins = [int(b) for b in rng.choice(np.arange(1, 300), size=n, replace=False)]
+        second: set[int] = set()
+        third: set[int] = set()
+        for k, x in enumerate(bins):
+            new2, new3 = _new_products(x, bins[:k], max_order)
+            second.update(new2)
+            third.update(new3)
+            chosen = bins[: k + 1]
+
+            def full(order: int, chosen: list[int] = chosen) -> set[int]:
+                return {
+                    abs(sum(c * m for c, m in zip(coeffs, chosen, strict=True)))
+                    for coeffs in _product_coefficients(len(chosen), order)
+                }
+
+            assert second == full(2)
+            assert third == (full(3) if max_order >= 3 else set())
+            assert {0, *chosen} | second | third == product_bins(chosen, max_order=max_order)
+
+
 def test_bad_max_order_rejected() -> None:
     with pytest.raises(PlanError, match="max_order"):
         find_collisions((10, 13), max_order=4)
+    with pytest.raises(PlanError, match="max_order"):
+        product_bins((10, 13), max_order=1)

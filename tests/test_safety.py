@@ -298,25 +298,24 @@ CHILD = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from tests.conftest import config_from, NO_EFFECTS
     from labctl.connect import build_device
-    from labctl.device.safety import shutdown_on_signals, ramp_samples
-    loaded = config_from("sim_dnpu.yaml", {{"setup": {{"backend": {{"settings": {{
-        "effects": NO_EFFECTS, "state_file": {state!r}}}}}}}}})
+    from labctl.device.safety import shutdown_on_signals
+    electrodes = [
+        {{"name": f"e{{k}}", "role": "input" if k in (0, 6) else "control",
+          "min_v": -1.2, "max_v": 1.2, "rest_v": 0.3}}
+        for k in range(7)
+    ]
+    loaded = config_from("sim_dnpu.yaml", {{"setup": {{"electrodes": electrodes,
+        "backend": {{"settings": {{"effects": NO_EFFECTS, "state_file": {state!r}}}}}}}}})
     mode = {mode!r}
     device = build_device(loaded)
-    (backend,) = device.instruments.values()
-    def energise():
-        point = np.array([0.3 if e.max_v >= 0.3 else e.max_v / 2 for e in device.electrodes])
-        backend.play(ramp_samples(backend.present_voltages(), point, 1e4, 100.0), 1e4, None)
-        device._learn_initial_voltages()
     if mode == "atexit":
-        device.open(); energise(); print("ready", flush=True); sys.exit(0)
+        device.open(); device.idle(0.01); print("ready", flush=True); sys.exit(0)
     with shutdown_on_signals():
         with device:
-            energise()
+            device.idle(0.01)  # every record ends on the resting voltages: 0.3 V
             print("ready", flush=True)
             while True:
-                held = backend.present_voltages()[:, None]
-                backend.play(np.repeat(held, 100, 1), 1e4, None)
+                device.idle(0.01)
                 time.sleep(0.01)
     """
 )

@@ -79,6 +79,8 @@ READBACK_MARGIN_V = 0.05
 """Readback beyond the ceiling by more than this (V) is taken as a faulty instrument."""
 ZERO_TOLERANCE_V = 1e-3
 """A readback within this of 0 V (V) verifies a shutdown."""
+AGREEMENT_V = 0.01
+"""Readback further than this (V) from what the layer expects is taken as wrong."""
 
 
 class DeviceShutDown(RuntimeError):
@@ -576,8 +578,14 @@ class SafeDevice:
 
     # -- internals: state ---------------------------------------------------------------------
     def _learn_initial_voltages(self) -> None:
-        readback, problems = self._validated_readback()
         persisted = self._state_file.load() if self._state_file is not None else None
+        expected = None
+        if persisted is not None:
+            if persisted.in_flight and persisted.envelope_v is not None:
+                expected = np.array(persisted.envelope_v, dtype=np.float64)
+            elif not persisted.in_flight:
+                expected = np.stack([persisted.held_v, persisted.held_v], axis=1)
+        readback, problems = self._validated_readback(expected)
         known = readback.copy()
         reasons = list(problems.values())
         for row, electrode in enumerate(self._electrodes):
@@ -601,10 +609,16 @@ class SafeDevice:
             log.warning("electrode voltages unknown at open: %s", self._unknown_reason)
         self._persist_held()
 
-    def _validated_readback(self) -> tuple[FloatArray, dict[str, str]]:
+    def _validated_readback(
+        self, expected_v: FloatArray | None = None
+    ) -> tuple[FloatArray, dict[str, str]]:
         """The source's readback with invalid values replaced by NaN, and the problems.
 
-        Problems are keyed by electrode name (``""`` when the readback itself failed).
+        A value is invalid when it is infinite, beyond the ceiling plus
+        :data:`READBACK_MARGIN_V`, or further than :data:`AGREEMENT_V` outside the range
+        ``expected_v[row] = (lowest, highest)`` the layer knows it must lie in (NaN rows of
+        ``expected_v`` are not cross-checked). Problems are keyed by electrode name (``""``
+        when the readback itself failed).
         """
         n = len(self._electrodes)
         try:
@@ -625,6 +639,14 @@ class SafeDevice:
                     "faulty instrument)"
                 )
                 values[row] = np.nan
+            elif expected_v is not None and np.all(np.isfinite(expected_v[row])):
+                lo, hi = float(np.min(expected_v[row])), float(np.max(expected_v[row]))
+                if not lo - AGREEMENT_V <= v <= hi + AGREEMENT_V:
+                    problems[electrode.name] = (
+                        f"{electrode.name}: reads back {v:.6g} V where it must hold a value in "
+                        f"[{lo:.6g}, {hi:.6g}] V (wrong units or a faulty instrument)"
+                    )
+                    values[row] = np.nan
         return values, problems
 
     def _require_known(self) -> None:
@@ -682,7 +704,11 @@ class SafeDevice:
         except RecordInterrupted as exc:
             done = exc.samples_generated
             if done is None:
-                self._known_after_unknown_failure(f"record interrupted: {exc}")
+                envelope = np.stack(
+                    [np.minimum(before, full.min(axis=1)), np.maximum(before, full.max(axis=1))],
+                    axis=1,
+                )
+                self._known_after_unknown_failure(f"record interrupted: {exc}", envelope)
             else:
                 done = min(max(int(done), 0), full.shape[1])
                 if done:
@@ -691,15 +717,19 @@ class SafeDevice:
             self._persist_held()
             raise
         except BaseException as exc:
-            self._known_after_unknown_failure(f"record failed: {exc!r}")
+            envelope = np.stack(
+                [np.minimum(before, full.min(axis=1)), np.maximum(before, full.max(axis=1))],
+                axis=1,
+            )
+            self._known_after_unknown_failure(f"record failed: {exc!r}", envelope)
             self._persist_held()
             raise
         self._known_v = full[:, -1].copy()
         self._device_seconds += full.shape[1] / rate
         self._persist_held()
 
-    def _known_after_unknown_failure(self, reason: str) -> None:
-        readback, problems = self._validated_readback()
+    def _known_after_unknown_failure(self, reason: str, envelope_v: FloatArray) -> None:
+        readback, problems = self._validated_readback(envelope_v)
         self._known_v = readback
         unknown = [e.name for e, v in zip(self._electrodes, readback, strict=True) if v != v]
         if unknown:
@@ -818,7 +848,7 @@ class SafeDevice:
                 log.error("shutdown: electrode %s could not be moved: %s", electrode.name, exc)
 
     def _verify_zero(self, report: ShutdownReport) -> None:
-        readback, problems = self._validated_readback()
+        readback, problems = self._validated_readback(np.zeros((len(self._electrodes), 2)))
         for row, electrode in enumerate(self._electrodes):
             if electrode.name in report.failed_electrodes:
                 continue

@@ -71,7 +71,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labctl.config import AdaptiveAmplitudeConfig, SetupConfig
+from labctl.config import AdaptiveAmplitudeConfig
 from labctl.device import BoolArray, FloatArray
 from labctl.homodyne.engine import GradientBatch, GradientEngine
 
@@ -108,16 +108,6 @@ class AmplitudeLimits:
             raise ValueError(f"slew_v_per_s must be positive, got {self.slew_v_per_s}")
         object.__setattr__(self, "min_v", low)
         object.__setattr__(self, "max_v", high)
-
-    @classmethod
-    def from_setup(cls, setup: SetupConfig, engine: GradientEngine) -> AmplitudeLimits:
-        """The ranges and slew limit of ``engine``'s perturbed electrodes from the setup."""
-        rows = [setup.electrodes[i] for i in engine.electrode_indices]
-        return cls(
-            min_v=np.array([e.min_v for e in rows]),
-            max_v=np.array([e.max_v for e in rows]),
-            slew_v_per_s=setup.safety.slew_v_per_s,
-        )
 
     @classmethod
     def from_engine(cls, engine: GradientEngine) -> AmplitudeLimits:

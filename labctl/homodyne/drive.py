@@ -26,10 +26,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:  # annotations only: no runtime import of the device package (no cycles)
+    from labctl.device.safety import SafeDevice
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -115,13 +118,6 @@ class ToneSet:
                 f"tone electrode indices {bad} do not exist: the waveform has {n_electrodes} "
                 f"electrodes (rows 0..{n_electrodes - 1})"
             )
-
-    def amplitude_sum_v(self, n_electrodes: int) -> FloatArray:
-        """Per electrode, the sum of its tone amplitudes (V), shape ``(n_electrodes,)``."""
-        self._check_electrodes(n_electrodes)
-        out = np.zeros(n_electrodes)
-        np.add.at(out, list(self.electrode_indices), np.abs(self.amplitudes_v))
-        return out
 
     def slew_v_per_s(self, n_electrodes: int) -> FloatArray:
         """Per electrode, the peak slew rate its tones use, ``sum 2*pi*f*A`` (V/s)."""
@@ -247,65 +243,6 @@ class Drive:
             raise IndexError(f"case {case} does not exist: this drive has {self.n_cases} cases")
         w = self.windows[case]
         return arr[..., w.start : w.stop]
-
-
-def peak_excursion_v(op: ArrayLike, tones: ToneSet | None) -> tuple[FloatArray, FloatArray]:
-    """Lowest and highest voltage each electrode reaches at operating point(s) ``op`` with tones.
-
-    Args:
-        op: DC operating point(s) (V), shape ``(n_electrodes,)`` or ``(n_cases, n_electrodes)``.
-        tones: The tones, or None (no excursion).
-
-    Returns:
-        ``(op - sum|A|, op + sum|A|)`` per electrode, each with the shape of ``op`` (V). Both must
-        lie inside the electrode ranges.
-    """
-    op_arr = np.asarray(op, dtype=np.float64)
-    if op_arr.ndim not in (1, 2):
-        raise ValueError(f"op must have shape (n_el,) or (n_cases, n_el), got {op_arr.shape}")
-    if tones is None:
-        return op_arr.copy(), op_arr.copy()
-    excursion = tones.amplitude_sum_v(op_arr.shape[-1])
-    return op_arr - excursion, op_arr + excursion
-
-
-def shrink_ranges_for_tones(
-    min_v: ArrayLike, max_v: ArrayLike, tones: ToneSet | None
-) -> tuple[FloatArray, FloatArray]:
-    """Control ranges shrunk by each electrode's ``sum|A|`` so that DC plus tones stay inside.
-
-    Args:
-        min_v: Per-electrode lower limits (V), shape ``(n_electrodes,)``.
-        max_v: Per-electrode upper limits (V), same shape.
-        tones: The tones, or None (ranges unchanged).
-
-    Returns:
-        ``(min_v + sum|A|, max_v - sum|A|)`` (V).
-
-    Raises:
-        ValueError: If shapes differ, ``min_v > max_v``, or the tones leave no room on an electrode.
-    """
-    lo = np.asarray(min_v, dtype=np.float64)
-    hi = np.asarray(max_v, dtype=np.float64)
-    if lo.ndim != 1 or lo.shape != hi.shape:
-        raise ValueError(
-            f"min_v and max_v must be 1-D and equal in shape, got {lo.shape}, {hi.shape}"
-        )
-    bad = np.flatnonzero(~(lo <= hi))
-    if bad.size:
-        raise ValueError(f"min_v > max_v (or not finite) on electrode(s) {bad.tolist()}")
-    if tones is None:
-        return lo.copy(), hi.copy()
-    excursion = tones.amplitude_sum_v(lo.size)
-    new_lo, new_hi = lo + excursion, hi - excursion
-    empty = np.flatnonzero(new_lo > new_hi)
-    if empty.size:
-        e = int(empty[0])
-        raise ValueError(
-            f"electrode {e}: tones of total amplitude {excursion[e]:.6g} V do not fit in its range "
-            f"[{lo[e]:.6g}, {hi[e]:.6g}] V; reduce the tone amplitude"
-        )
-    return new_lo, new_hi
 
 
 def _ramp_profile(n: int, shape: RampShape) -> FloatArray:
@@ -528,6 +465,42 @@ def synthesise_drive(
         drive.duration_s,
     )
     return drive
+
+
+def device_drive(
+    device: SafeDevice,
+    points_v: ArrayLike,
+    tones: ToneSet | None,
+    window_s: float,
+    settle_s: float,
+    fade_periods: int = 2,
+) -> Drive:
+    """One record visiting ``points_v`` on ``device``, within its slew and ramp limits.
+
+    The record starts and ends on the device's rest voltages and runs at its sample rate; the
+    device's slew limit bounds every sample and its ramp rate caps the DC ramps (see
+    :func:`synthesise_drive`).
+
+    Args:
+        device: The safe device (its rest voltages, rate and limits shape the drive).
+        points_v: Operating points, shape ``(n_points, n_electrodes)`` (V).
+        tones: Tones to run through the record, or None for plain DC plateaus.
+        window_s: Measurement window per point (s).
+        settle_s: Settling after each transition (s).
+        fade_periods: Tone fade in/out, in periods of the slowest tone.
+    """
+    limits = device.limits
+    return synthesise_drive(
+        rest_v=device.rest_voltages(),
+        operating_points_v=points_v,
+        tones=tones,
+        sample_rate_hz=device.sample_rate_hz,
+        window_s=window_s,
+        settle_s=settle_s,
+        slew_v_per_s=limits.slew_v_per_s,
+        fade_periods=fade_periods,
+        dc_ramp_v_per_s=limits.ramp_v_per_s,
+    )
 
 
 def _verify(waveform: FloatArray, rest: FloatArray, slew: float, fs: float) -> None:

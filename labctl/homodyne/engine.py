@@ -30,12 +30,17 @@ import numpy as np
 
 from labctl.config import HomodyneConfig, SetupConfig
 from labctl.device import FloatArray
+from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibration import ChainResponse, project_with_errors, sign_by_phase
 from labctl.homodyne.demod import ToneFit, boxcar_demodulate, fit_tones, local_noise_stderr
-from labctl.homodyne.drive import Drive, ToneSet, synthesise_drive
+from labctl.homodyne.drive import Drive, ToneSet, device_drive
 from labctl.homodyne.lockin import StreamingLockIn
-from labctl.homodyne.plan import FrequencyPlan, plan_frequencies, validate_frequencies
-from labctl.device.safety import SafeDevice
+from labctl.homodyne.plan import (
+    FrequencyPlan,
+    plan_frequencies,
+    product_bins,
+    validate_frequencies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,38 +120,6 @@ class GradientBatch:
     def saturated(self) -> bool:
         """Whether any record saturated."""
         return any(r.saturated for r in self.results)
-
-
-def device_drive(
-    device: SafeDevice,
-    points_v: FloatArray,
-    tones: ToneSet | None,
-    window_s: float,
-    settle_s: float,
-    fade_periods: int = 2,
-) -> Drive:
-    """One record visiting ``points_v`` on ``device``, within its slew and ramp limits.
-
-    Args:
-        device: The safe device (its rest voltages, rate and limits shape the drive).
-        points_v: Operating points, shape ``(n_points, n_electrodes)`` (V).
-        tones: Tones to run through the record, or None for plain DC plateaus.
-        window_s: Measurement window per point (s).
-        settle_s: Settling after each transition (s).
-        fade_periods: Tone fade in/out, in periods of the slowest tone.
-    """
-    limits = device.limits
-    return synthesise_drive(
-        rest_v=device.rest_voltages(),
-        operating_points_v=points_v,
-        tones=tones,
-        sample_rate_hz=device.sample_rate_hz,
-        window_s=window_s,
-        settle_s=settle_s,
-        slew_v_per_s=limits.slew_v_per_s,
-        fade_periods=fade_periods,
-        dc_ramp_v_per_s=limits.ramp_v_per_s,
-    )
 
 
 class GradientEngine:
@@ -562,18 +535,6 @@ class GradientEngine:
         return hessian, hessian_se
 
 
-def _products(bins: list[int]) -> set[int]:
-    """Every bin a 2nd- or 3rd-order product of ``bins`` (or a harmonic) can land on."""
-    out: set[int] = set()
-    for a in bins:
-        out.update({a, 2 * a, 3 * a})
-        for b in bins:
-            out.update({a + b, abs(a - b), 2 * a + b, abs(2 * a - b)})
-            for c in bins:
-                out.update({a + b + c, abs(a + b - c), abs(a - b - c)})
-    return out
-
-
 def with_local_noise(fit: ToneFit, samples: FloatArray, rate_hz: float) -> ToneFit:
     """``fit`` with standard errors from the noise spectrum next to each tone.
 
@@ -582,7 +543,7 @@ def with_local_noise(fit: ToneFit, samples: FloatArray, rate_hz: float) -> ToneF
     n = samples.size
     tone_bins = [round(f * n / rate_hz) for f in fit.frequencies_hz]
     extra_bins = [round(f * n / rate_hz) for f in fit.extra_frequencies_hz]
-    se = local_noise_stderr(samples, tone_bins + extra_bins, sorted(_products(tone_bins)))
+    se = local_noise_stderr(samples, tone_bins + extra_bins, sorted(product_bins(tone_bins)))
     tone_se = se[: len(tone_bins)]
     return replace(
         fit,
@@ -605,7 +566,7 @@ def lockin_fit(
     """
     n = samples.size
     bins = [round(f * n / rate_hz) for f in tones.frequencies_hz]
-    se = local_noise_stderr(samples, bins, sorted(_products(bins)))
+    se = local_noise_stderr(samples, bins, sorted(product_bins(bins)))
     return _tones_only_fit(lockin_output[:, -1], se, samples, tones)
 
 

@@ -17,6 +17,11 @@ Collision rules (bins are compared after taking absolute values):
 * With ``curvature=True`` every curvature bin (the second-order products) must in addition be
   distinct from every other curvature bin and from DC, and (with ``max_order=3``) from every
   third-order product, so that Hessian terms can be read from the same record.
+
+The products are defined once, as coefficient vectors (``_product_coefficients``):
+:func:`find_collisions` labels and checks them, :func:`product_bins` gives the set of bins they
+(with the fundamentals and DC) occupy, for the demodulators' noise estimates, and the planner's
+search adds them incrementally, one new tone at a time (``_new_products``).
 """
 
 from __future__ import annotations
@@ -192,10 +197,12 @@ def _coeff_label(coeffs: Coefficients) -> str:
 
 
 @lru_cache(maxsize=64)
-def _products(n: int, order: int) -> tuple[Coefficients, ...]:
+def _product_coefficients(n: int, order: int) -> tuple[Coefficients, ...]:
     """Coefficient vectors of all distinct intermodulation products of exactly ``order``.
 
-    Each product appears once (``c`` and ``-c`` are the same bin after taking absolute values).
+    The one definition of the products of ``n`` tones (order 2: ``2m_i``, ``m_i ± m_j``; order 3:
+    ``3m_i``, ``2m_i ± m_j``, ``m_i ± m_j ± m_k``, distinct indices ``i < j < k``). Each product
+    appears once (``c`` and ``-c`` are the same bin after taking absolute values).
     """
 
     def vec(*terms: tuple[int, int]) -> Coefficients:
@@ -278,8 +285,10 @@ def find_collisions(
         else:
             fundamentals[b] = f"f{k}"
 
-    second = [_evaluate(c, m, n_samples) for c in _products(n, 2)]
-    third = [_evaluate(c, m, n_samples) for c in _products(n, 3)] if max_order >= 3 else []
+    second = [_evaluate(c, m, n_samples) for c in _product_coefficients(n, 2)]
+    third = (
+        [_evaluate(c, m, n_samples) for c in _product_coefficients(n, 3)] if max_order >= 3 else []
+    )
 
     for label, b in second:
         if b in fundamentals:
@@ -303,6 +312,38 @@ def find_collisions(
     return out
 
 
+def product_bins(bins: Iterable[int], max_order: int = 3) -> set[int]:
+    """Every bin that intermodulation of the tones up to ``max_order`` can put signal on.
+
+    A response that is a polynomial of degree ``max_order`` or less in the tones carries power
+    only at ``|±m_i ± m_j ± ...|`` with at most ``max_order`` terms (indices may repeat). That is:
+    the fundamentals ``m_i``, DC (``m_i - m_i``, the rectified part of every second-order term),
+    the second-order products ``2m_i``, ``m_i + m_j``, ``|m_i - m_j|`` and, with ``max_order=3``,
+    the third-order products ``3m_i``, ``2m_i ± m_j``, ``m_i ± m_j ± m_k``: exactly the products
+    :func:`find_collisions` checks, plus the fundamentals and DC. Bins are not folded at
+    Nyquist.
+
+    Args:
+        bins: Integer window bins m_k of the tones (integer multiples of 1/T).
+        max_order: Highest product order, 2 or 3.
+
+    Returns:
+        The occupied bins (each ``>= 0``); empty when there are no tones.
+
+    Raises:
+        PlanError: If ``max_order`` is not 2 or 3.
+    """
+    _check_order(max_order)
+    m = [int(b) for b in bins]
+    if not m:
+        return set()
+    out = {0, *m}
+    for order in range(2, max_order + 1):
+        for coeffs in _product_coefficients(len(m), order):
+            out.add(abs(sum(c * b for c, b in zip(coeffs, m, strict=True))))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # search
 
@@ -316,7 +357,13 @@ class _State:
 
 
 def _new_products(x: int, chosen: Sequence[int], max_order: int) -> tuple[list[int], list[int]]:
-    """Second- and third-order product bins that involve the new bin ``x`` at least once."""
+    """Second- and third-order product bins that involve the new bin ``x`` at least once.
+
+    The incremental form of :func:`_product_coefficients` for the search: the products of
+    ``(*chosen, x)`` are those of ``chosen`` plus these (per order), so the search extends its
+    running sets at each node instead of evaluating every product again. Tested against the full
+    form in ``tests/test_plan.py``.
+    """
     new2 = [2 * x]
     for s in chosen:
         new2.append(x + s)

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from labctl.homodyne.engine import GradientBatch, GradientEngine
 from labctl.device.safety import SafeDevice
+from labctl.homodyne.engine import GradientBatch, GradientEngine
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from labctl.config import LoadedConfig
+from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibrate import load_calibration_if_valid
 from labctl.homodyne.engine import GradientEngine
-from labctl.device.safety import SafeDevice
 
 
 def open_engine(

@@ -9,10 +9,9 @@ pair is about ``Σ_{j≠k} g_j²``: SPSA needs only two measurements per pair wh
 parameters, but many pairs for an accurate gradient.
 
 All plateaus of one call are visited in one record (DC only, no tones) built by
-:func:`labctl.homodyne.drive.synthesise_drive` (through :func:`labctl.homodyne.engine.device_drive`,
-within the device's slew and ramp limits) and played through the :class:`SafeDevice`, so the
-device time it reports (ramps and settling included) compares directly with
-:attr:`labctl.homodyne.engine.GradientBatch.device_seconds`.
+:func:`labctl.homodyne.drive.device_drive` (within the device's slew and ramp limits) and played
+through the :class:`SafeDevice`, so the device time it reports (ramps and settling included)
+compares directly with :attr:`labctl.homodyne.engine.GradientBatch.device_seconds`.
 
 Units: V, A, s; gradients in A/V.
 """
@@ -27,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from labctl.device import FloatArray
-from labctl.homodyne.engine import device_drive
 from labctl.device.safety import SafeDevice
+from labctl.homodyne.drive import device_drive
 
 log = logging.getLogger(__name__)
 

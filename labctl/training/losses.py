@@ -12,7 +12,8 @@ Unit convention (the same for every loss):
   rule ``dL/dV_k = Σ_c dL/dx_c · ∂x_c/∂V_k`` with ``∂x/∂V`` in A/V.
 * ``t`` — targets per case, 0 or 1; both classes must occur.
 
-Notation: ρ is the Pearson correlation of ``x`` and ``t`` with population statistics; the
+Notation: ρ is the Pearson correlation of ``x`` and ``t`` with population statistics
+(:func:`labctl.training.metrics.pearson_terms`, the same function as the reported metric); the
 standard deviation of ``x`` is regularised as σ_x = √(var(x) + ε²) with ``eps_na`` = ε (default
 1e-3 nA = 1 pA, below the measurement noise of a 0.1 s window), so a constant output gives ρ = 0
 and a finite gradient instead of NaN. Δ = min(x | t = 1) − max(x | t = 0) is the separation; its
@@ -32,7 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 
-from labctl.training.metrics import check_outputs_targets, separation_indices
+from labctl.training.metrics import check_outputs_targets, pearson_terms, separation_indices
 
 FloatArray = NDArray[np.float64]
 
@@ -62,18 +63,15 @@ def _to_na(x: ArrayLike, t: ArrayLike) -> tuple[FloatArray, FloatArray, NDArray[
 
 
 def _pearson(x_na: FloatArray, t: FloatArray, eps_na: float) -> tuple[float, FloatArray]:
-    """ρ and ∂ρ/∂x (per nA) with σ_x regularised by ``eps_na``."""
+    """ρ (from :func:`~labctl.training.metrics.pearson_terms`) and ∂ρ/∂x (per nA), σ_x
+    regularised by ``eps_na``."""
     if eps_na < 0.0:
         raise ValueError(f"eps_na must be ≥ 0 nA, got {eps_na}")
     n = x_na.shape[0]
-    dx = x_na - x_na.mean()
-    dt = t - t.mean()
-    sx = float(np.sqrt(np.mean(dx * dx) + eps_na * eps_na))
-    st = float(np.sqrt(np.mean(dt * dt)))
+    rho, dx, dt, sx, st = pearson_terms(x_na, t, eps_na)
     if sx == 0.0:
         # Only reachable with eps_na = 0 and constant x: ρ is undefined, take 0 and a zero slope.
         return 0.0, np.zeros(n)
-    rho = float(np.mean(dx * dt)) / (sx * st)
     drho = dt / (n * sx * st) - rho * dx / (n * sx * sx)
     return rho, drho
 

@@ -18,6 +18,7 @@ the accuracy in labctl; :func:`perceptron_accuracy` reproduces the lab procedure
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -75,20 +76,54 @@ def separation(x: ArrayLike, t: ArrayLike) -> float:
     return float(xa[i_hi] - xa[i_lo])
 
 
+class PearsonTerms(NamedTuple):
+    """The Pearson correlation and the centred quantities it is made of.
+
+    Attributes:
+        rho: ρ = mean(dx · dt) / (σ_x σ_t), dimensionless; 0.0 when σ_x = 0.
+        dx: ``x − mean(x)``, unit of ``x``.
+        dt: ``t − mean(t)``, unit of ``t``.
+        sx: σ_x = √(mean(dx²) + ε²), unit of ``x`` (ε = 0: the population standard deviation).
+        st: σ_t = √(mean(dt²)), unit of ``t``.
+    """
+
+    rho: float
+    dx: FloatArray
+    dt: FloatArray
+    sx: float
+    st: float
+
+
+def pearson_terms(x: FloatArray, t: FloatArray, eps: float = 0.0) -> PearsonTerms:
+    """Pearson correlation of ``x`` and ``t`` with population statistics, and its pieces.
+
+    The one implementation of the correlation in labctl: :func:`correlation` reports it and the
+    correlation losses (:mod:`labctl.training.losses`) differentiate it from these pieces.
+
+    Args:
+        x: Outputs, 1-D float64 (already validated, e.g. by :func:`check_outputs_targets`).
+        t: Targets, 1-D float64 of the same length, not constant.
+        eps: Regulariser ε of σ_x, unit of ``x`` (≥ 0): σ_x = √(var(x) + ε²), so that a constant
+            ``x`` gives ρ = 0 rather than 0/0 when ε > 0.
+
+    Returns:
+        ρ with ``dx``, ``dt``, σ_x and σ_t; ρ = 0.0 when σ_x = 0 (only with ε = 0 and constant x).
+    """
+    dx = x - x.mean()
+    dt = t - t.mean()
+    sx = float(np.sqrt(np.mean(dx * dx) + eps * eps))
+    st = float(np.sqrt(np.mean(dt * dt)))
+    rho = 0.0 if sx == 0.0 else float(np.mean(dx * dt)) / (sx * st)
+    return PearsonTerms(rho, dx, dt, sx, st)
+
+
 def correlation(x: ArrayLike, t: ArrayLike) -> float:
     """Pearson correlation between outputs and targets (population statistics).
 
     Returns 0.0 when ``x`` is constant (the correlation is undefined there).
     """
     xa, high = check_outputs_targets(x, t)
-    ta = high.astype(np.float64)
-    dx = xa - xa.mean()
-    dt = ta - ta.mean()
-    sx = float(np.sqrt(np.mean(dx * dx)))
-    if sx == 0.0:
-        return 0.0
-    st = float(np.sqrt(np.mean(dt * dt)))
-    return float(np.mean(dx * dt) / (sx * st))
+    return pearson_terms(xa, high.astype(np.float64)).rho
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ import numpy as np
 
 from labctl.config import LoadedConfig
 from labctl.device import FloatArray
+from labctl.device.safety import SafeDevice
 from labctl.homodyne.engine import GradientEngine
 from labctl.run.control import RunController
 from labctl.run.events import IterationCompleted, RunMessage
 from labctl.run.store import IterationRecord, RunStore
-from labctl.device.safety import SafeDevice
 from labctl.training.losses import LossFunction, get_loss
 from labctl.training.metrics import separation, threshold_accuracy
 from labctl.training.optimisers import (
