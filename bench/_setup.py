@@ -199,8 +199,12 @@ def synthetic_config(settings: SyntheticSettings, homodyne: dict[str, Any]) -> L
     }
     text = yaml.safe_dump(data)
     config = LabConfig.model_validate(data)
-    validated = SimulatedSettings.model_validate(config.setup.backend.settings)
-    return LoadedConfig(config=config, backend_settings=validated, source=None, text=text)
+    backend = config.setup.backend
+    assert backend is not None  # the setup above has one `backend`, no `instruments`
+    validated = SimulatedSettings.model_validate(backend.settings)
+    return LoadedConfig(
+        config=config, instrument_settings={backend.name: validated}, source=None, text=text
+    )
 
 
 @contextmanager

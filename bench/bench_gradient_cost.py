@@ -50,6 +50,7 @@ from _setup import (
 )
 from scipy.optimize import nnls
 
+from labctl.config import LoadedConfig
 from labctl.device import FloatArray
 from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibration import ChainResponse
@@ -136,7 +137,7 @@ def fit_target(points: list[ScanPoint], target: float) -> AtTarget | None:
 
 def scan_engine(
     device: SafeDevice,
-    loaded: object,
+    loaded: LoadedConfig,
     n_controls: int,
     mode: str,
     windows: tuple[float, ...],
@@ -152,7 +153,7 @@ def scan_engine(
         settings = homodyne_settings(n_controls, window, fd=mode == "fd", fd_step_v=fd_step_v)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PlanWarning)
-            engine = engine_for(device, loaded, settings, calibrations.get(window))  # type: ignore[arg-type]
+            engine = engine_for(device, loaded, settings, calibrations.get(window))
         estimates, stderrs, costs, saturated = [], [], [], 0
         for _ in range(repeats):
             for point in points:

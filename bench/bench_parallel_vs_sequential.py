@@ -34,6 +34,7 @@ import numpy as np
 from _setup import calibrate, engine_for, linear_fit, open_dnpu, r2_against, random_points
 
 from labctl.homodyne.plan import PlanWarning, find_collisions
+from simulated_hw.backend import SimulatedSettings
 
 NA = 1e9
 SPACINGS_HZ = (10.0, 40.0)
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         context = open_dnpu({"homodyne": first})
     with context as (device, loaded):
         backend = loaded.backend_settings
+        assert isinstance(backend, SimulatedSettings)  # open_dnpu loads the simulated DNPU
         print(
             f"device: configs/sim_dnpu.yaml, hopping model seed {backend.seed} (also the noise "
             f"seed), {loaded.setup.sample_rate_hz:g} S/s, noise "
@@ -123,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         reference_engine = engines[SPACINGS_HZ[0]]
         points = random_points(device, reference_engine, args.points, rng)
         controls = list(reference_engine.electrode_indices)
-        truth = np.array([device.reference_gradient(p)[controls] for p in points])
+        truth_rows = []
+        for point in points:
+            exact = device.reference_gradient(point)
+            assert exact is not None  # a simulated device has the model's gradient
+            truth_rows.append(exact[controls])
+        truth = np.array(truth_rows)
 
         summary = {}
         for df, engine in engines.items():

@@ -212,7 +212,7 @@ def cmd_gradient(args: argparse.Namespace) -> int:
                 + f" (probing took {choice.probe_device_seconds:.2f} device-s)",
                 file=sys.stderr,
             )
-        batch = engine.measure([point], mode=args.mode)
+        batch = engine.measure(np.array([point]), mode=args.mode)
         report = gradient_report(device, engine, batch, calibration_note)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -137,7 +137,7 @@ class SurrogateModel:
         weights: Weight matrices ``W0 … Wk``; ``Wk`` has shape ``(n_out_k, n_in_k)``.
         biases: Bias vectors ``b0 … bk``; ``bk`` has shape ``(n_out_k,)``.
         activation: Name of the hidden-layer activation (see :data:`SUPPORTED_ACTIVATIONS`).
-        amplification: nA per unit of network output.
+        amplification: nA per unit of network output (a number or a one-element array).
         voltage_ranges_v: ``[min, max]`` volts per electrode, shape ``(n_electrodes, 2)``.
         chunk_samples: Rows evaluated per batch (memory stays ``O(chunk × width)``).
 
@@ -151,7 +151,7 @@ class SurrogateModel:
         weights: Sequence[ArrayLike],
         biases: Sequence[ArrayLike],
         activation: str,
-        amplification: float,
+        amplification: ArrayLike,
         voltage_ranges_v: ArrayLike,
         *,
         chunk_samples: int = DEFAULT_CHUNK_SAMPLES,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from labctl.device.protocols import (
     DemodulatedReadout,
@@ -26,8 +26,6 @@ from labctl.device.registry import get_backend
 
 if TYPE_CHECKING:
     from labctl.config import LoadedConfig
-
-T = TypeVar("T")
 
 
 class SetupError(ValueError):
@@ -109,11 +107,16 @@ def build_composite(loaded: LoadedConfig) -> Composite:
     )
 
 
-def _role(built: Mapping[str, object], name: str | None, protocol: type[T], where: str) -> T | None:
+def _role(built: Mapping[str, object], name: str | None, protocol: type, where: str) -> Any:
     return None if name is None else _as(built[name], protocol, where)
 
 
-def _as(obj: object, protocol: type[T], where: str) -> T:
+def _as(obj: object, protocol: type, where: str) -> Any:
+    """``obj`` itself, after checking at run time that it satisfies ``protocol``.
+
+    (Typed ``Any``: mypy cannot take a protocol class as ``type[T]``; callers store the result
+    in fields of the protocol's type.)
+    """
     if not isinstance(obj, protocol):
         raise SetupError(
             f"{where}: {type(obj).__name__} is not a {protocol.__name__} "

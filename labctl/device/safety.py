@@ -218,6 +218,11 @@ class SafeDevice:
         return not self._accepting and (self._opened or self._shutdown_done)
 
     @property
+    def is_open(self) -> bool:
+        """Whether the instruments are open (after a shutdown too, until :meth:`close`)."""
+        return self._opened
+
+    @property
     def is_parked(self) -> bool:
         """Whether the electrodes are held at 0 V by :meth:`park`."""
         return self._parked
@@ -315,25 +320,26 @@ class SafeDevice:
     def close(self) -> None:
         """Bring every electrode to 0 V (if not already done) and release the instruments.
 
+        SIGINT and SIGTERM wait until this is done. If the shutdown itself raises, the
+        instruments stay open and the exit-time hook stays registered, so it is tried again.
+
         Raises:
             ShutdownFailed: The electrodes could not be verified at 0 V (after one retry).
         """
-        with self._cond:
+        with signals_deferred(), self._cond:
             if not self._opened:
                 return
-            try:
+            report = self.safe_shutdown()
+            if not report.completed:
+                log.error("safe shutdown incomplete (%s): retrying once", report.summary())
                 report = self.safe_shutdown()
-                if not report.completed:
-                    log.error("safe shutdown incomplete (%s): retrying once", report.summary())
-                    report = self.safe_shutdown()
-            finally:
-                self._opened = False
-                atexit.unregister(self._shutdown_at_exit)
-                for name, instrument in reversed(self._setup.instruments.items()):
-                    try:
-                        instrument.close()
-                    except Exception:
-                        log.exception("closing instrument %s failed", name)
+            self._opened = False
+            atexit.unregister(self._shutdown_at_exit)
+            for name, instrument in reversed(self._setup.instruments.items()):
+                try:
+                    instrument.close()
+                except Exception:
+                    log.exception("closing instrument %s failed", name)
         if not report.ok:
             raise ShutdownFailed(report)
 
@@ -467,14 +473,14 @@ class SafeDevice:
             by_electrode: dict[str, list[ToneSpec]] = {}
             for spec in specs:
                 by_electrode.setdefault(spec.electrode, []).append(spec)
-            for electrode, tones in by_electrode.items():
-                source = sources[electrode]
-                self._tones[electrode] = tones  # counted as on from the first write attempt
+            for name, tones in by_electrode.items():
+                source = sources[name]
+                self._tones[name] = tones  # counted as on from the first write attempt
                 try:
                     for spec in tones:
                         source.program_tone(spec)
                 except BaseException:
-                    self._tones_off([electrode], ShutdownReport())
+                    self._tones_off([name], ShutdownReport())
                     raise
 
     def tones_off(self) -> None:
@@ -704,11 +710,7 @@ class SafeDevice:
         except RecordInterrupted as exc:
             done = exc.samples_generated
             if done is None:
-                envelope = np.stack(
-                    [np.minimum(before, full.min(axis=1)), np.maximum(before, full.max(axis=1))],
-                    axis=1,
-                )
-                self._known_after_unknown_failure(f"record interrupted: {exc}", envelope)
+                self._locate_after_failure(full, before, f"record interrupted: {exc}")
             else:
                 done = min(max(int(done), 0), full.shape[1])
                 if done:
@@ -717,23 +719,43 @@ class SafeDevice:
             self._persist_held()
             raise
         except BaseException as exc:
-            envelope = np.stack(
-                [np.minimum(before, full.min(axis=1)), np.maximum(before, full.max(axis=1))],
-                axis=1,
-            )
-            self._known_after_unknown_failure(f"record failed: {exc!r}", envelope)
+            self._locate_after_failure(full, before, f"record failed: {exc!r}")
             self._persist_held()
             raise
         self._known_v = full[:, -1].copy()
         self._device_seconds += full.shape[1] / rate
         self._persist_held()
 
-    def _known_after_unknown_failure(self, reason: str, envelope_v: FloatArray) -> None:
-        readback, problems = self._validated_readback(envelope_v)
-        self._known_v = readback
-        unknown = [e.name for e, v in zip(self._electrodes, readback, strict=True) if v != v]
+    def _locate_after_failure(self, full: FloatArray, before: FloatArray, reason: str) -> None:
+        """After a record stopped at an unknown sample, find that sample from the readback.
+
+        The electrodes hold one column of what was sent (or what they held before it), all at
+        the same sample. The readback must match one such column on every electrode it reads
+        (within :data:`AGREEMENT_V`); the matching column's exact values become the known
+        voltages. A readback that matches no column is wrong (units, a faulty instrument), and
+        every electrode is unknown; so is any electrode the instrument cannot read back.
+        """
+        readback, problems = self._validated_readback()
+        finite = np.isfinite(readback)
+        known = np.full(readback.size, np.nan)
+        why = [reason, *problems.values()]
+        if finite.any():
+            columns = np.concatenate([before[:, None], full], axis=1)
+            distance = np.max(np.abs(columns[finite] - readback[finite, None]), axis=0)
+            sample = int(np.argmin(distance))
+            if distance[sample] <= AGREEMENT_V:
+                known = np.where(finite, columns[:, sample], np.nan)
+            else:
+                why.append(
+                    f"the readback matches no sample of the record (closest off by "
+                    f"{distance[sample]:.3g} V)"
+                )
+        else:
+            why.append("no readback")
+        self._known_v = known
+        unknown = self.unknown_electrodes()
         if unknown:
-            self._unknown_reason = "; ".join([reason, *problems.values()])
+            self._unknown_reason = "; ".join(why)
             log.error("voltages unknown on %s after: %s", ", ".join(unknown), reason)
 
     def _fail_during_record(self, exc: BaseException) -> None:
@@ -790,23 +812,16 @@ class SafeDevice:
         """Caller holds the lock: sines off, then every electrode to 0 V; never raises."""
         report = ShutdownReport()
         self._tones_off(list(self._tones), report)
-        rate = self._rate_hz
-        held = self._known_v.copy()
-        unknown = np.isnan(held)
-        wave = self._zero_move(held, rate)
+        stepped: set[str] = set()
+        wave = self._zero_move(self._known_v, self._rate_hz)
         if wave is not None:
             try:
-                self._check_sent(wave, rate, held)
-                self._play(wave, rate, None)
+                self._send_move(wave, stepped)
             except Exception as exc:
                 report.errors.append(f"multi-channel ramp to 0 V failed: {exc}")
                 log.error("ramp to 0 V failed (%s); moving one electrode at a time", exc)
-                self._move_one_by_one(report)
-        report.stepped_electrodes = [
-            e.name
-            for e, was_unknown, now in zip(self._electrodes, unknown, self._known_v, strict=True)
-            if was_unknown and now == 0.0
-        ]
+                self._move_one_by_one(report, stepped)
+        report.stepped_electrodes = [e.name for e in self._electrodes if e.name in stepped]
         if report.stepped_electrodes:
             report.errors.append(
                 "voltage was unknown (" + (self._unknown_reason or "unconfirmed") + ")"
@@ -815,6 +830,14 @@ class SafeDevice:
         report.completed = not report.failed_electrodes
         report.ok = report.completed and not report.stepped_electrodes
         return report
+
+    def _send_move(self, wave: FloatArray, stepped: set[str]) -> None:
+        """Check and play a move to 0 V; electrodes it steps from an unknown voltage go to
+        ``stepped`` (before the play: a failed play may have stepped them already)."""
+        held = self._known_v.copy()
+        self._check_sent(wave, self._rate_hz, held)
+        stepped.update(e.name for e, v in zip(self._electrodes, held, strict=True) if v != v)
+        self._play(wave, self._rate_hz, None)
 
     def _zero_move(self, held: FloatArray, rate: float) -> FloatArray | None:
         """Ramp rows for known electrodes, one step to 0 V for unknown ones; None if at 0."""
@@ -826,22 +849,21 @@ class SafeDevice:
             wave = np.zeros((held.size, 1))
         return wave
 
-    def _move_one_by_one(self, report: ShutdownReport) -> None:
+    def _move_one_by_one(self, report: ShutdownReport, stepped: set[str]) -> None:
+        """Each electrode not at 0 V on its own (the others held, unknown ones to 0 V)."""
         rate = self._rate_hz
         for row, electrode in enumerate(self._electrodes):
             held = self._known_v.copy()
             if held[row] == 0.0:
                 continue
-            target = np.where(np.isnan(held), 0.0, held)
-            target[row] = 0.0
             start = np.nan_to_num(held, nan=0.0)
-            start[row] = held[row] if math.isfinite(held[row]) else 0.0
+            target = start.copy()
+            target[row] = 0.0
             wave = ramp_samples(start, target, rate, self._limits.effective_ramp_v_per_s)
             if wave.shape[1] == 0:
                 wave = target[:, None].copy()
             try:
-                self._check_sent(wave, rate, held)
-                self._play(wave, rate, None)
+                self._send_move(wave, stepped)
             except Exception as exc:
                 report.failed_electrodes.append(electrode.name)
                 report.errors.append(f"{electrode.name}: {exc}")

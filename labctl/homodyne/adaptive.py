@@ -68,6 +68,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -204,6 +205,15 @@ class AmplitudeChoice:
     notes: tuple[str, ...]
     binding: tuple[str, ...]
     probe: AmplitudeProbe
+
+
+class ProbeOptions(TypedDict, total=False):
+    """Keyword options of :func:`probe_amplitude_response`, forwarded by the choosers."""
+
+    probe_ratio: float
+    probe_repeats: int
+    slew_fraction: float
+    bias_z: float
 
 
 def probe_amplitude_response(
@@ -386,7 +396,7 @@ def choose_amplitudes(
     point_v: FloatArray,
     settings: AdaptiveAmplitudeConfig,
     limits: AmplitudeLimits | None = None,
-    **probe_options: float,
+    **probe_options: Unpack[ProbeOptions],
 ) -> AmplitudeChoice:
     """Probe at ``point_v`` and choose per-electrode amplitudes (engine left unchanged).
 
@@ -402,7 +412,7 @@ def apply_adaptive_amplitudes(
     point_v: FloatArray,
     settings: AdaptiveAmplitudeConfig,
     limits: AmplitudeLimits | None = None,
-    **probe_options: float,
+    **probe_options: Unpack[ProbeOptions],
 ) -> AmplitudeChoice:
     """:func:`choose_amplitudes`, then set ``engine.amplitudes_v`` to the choice."""
     choice = choose_amplitudes(engine, point_v, settings, limits, **probe_options)

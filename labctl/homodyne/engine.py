@@ -393,19 +393,28 @@ class GradientEngine:
     # -- pieces ------------------------------------------------------------------------------
     def _make_plan(self) -> FrequencyPlan:
         s = self._settings
-        common = dict(
+        if s.frequencies_hz is not None:
+            return validate_frequencies(
+                list(s.frequencies_hz),
+                self._rate,
+                s.window_s,
+                insist=s.insist,
+                min_spacing_hz=s.min_spacing_hz,
+                mains_hz=tuple(s.mains_hz),
+                mains_guard_bins=s.mains_guard_bins,
+                max_order=s.max_order,
+                curvature=s.curvature,
+            )
+        return plan_frequencies(
+            self._rate,
+            s.window_s,
+            len(self._names),
+            band_hz=s.band_hz,
             min_spacing_hz=s.min_spacing_hz,
             mains_hz=tuple(s.mains_hz),
             mains_guard_bins=s.mains_guard_bins,
             max_order=s.max_order,
             curvature=s.curvature,
-        )
-        if s.frequencies_hz is not None:
-            return validate_frequencies(
-                list(s.frequencies_hz), self._rate, s.window_s, insist=s.insist, **common
-            )
-        return plan_frequencies(
-            self._rate, s.window_s, len(self._names), band_hz=tuple(s.band_hz), **common
         )
 
     def _drive(self, points: FloatArray, tones: ToneSet | None) -> Drive:

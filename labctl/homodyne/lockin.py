@@ -73,7 +73,8 @@ class StreamingLockIn:
             if not (math.isfinite(tau) and tau > 0):
                 raise ValueError(f"time_constant_s must be positive, got {time_constant_s!r}")
         else:
-            fc = float(cutoff_hz)  # type: ignore[arg-type]
+            assert cutoff_hz is not None  # exactly one of the two is given (checked above)
+            fc = float(cutoff_hz)
             if not (math.isfinite(fc) and 0 < fc < rate / 2):
                 raise ValueError(f"cutoff_hz must lie in (0, {rate / 2:g}) Hz, got {cutoff_hz!r}")
             tau = math.sqrt(2 ** (1 / order) - 1) / (2 * math.pi * fc)

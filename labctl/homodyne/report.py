@@ -54,7 +54,7 @@ def gradient_report(
         report["model_gradient_a_per_v"] = [float(g) for g in exact]
         report["cosine_similarity"] = cosine_similarity(measured, exact)
         report["relative_error"] = float(
-            np.linalg.norm(measured - exact) / max(np.linalg.norm(exact), 1e-300)
+            np.linalg.norm(measured - exact) / max(float(np.linalg.norm(exact)), 1e-300)
         )
         if result.hessian_a_per_v2 is not None:
             hessian = device.reference_hessian(result.operating_point_v)
@@ -63,7 +63,7 @@ def gradient_report(
                 report["model_hessian_a_per_v2"] = exact_h.tolist()
                 report["hessian_relative_error"] = float(
                     np.linalg.norm(result.hessian_a_per_v2 - exact_h)
-                    / max(np.linalg.norm(exact_h), 1e-300)
+                    / max(float(np.linalg.norm(exact_h)), 1e-300)
                 )
     return report
 

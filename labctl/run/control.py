@@ -61,7 +61,8 @@ class InvalidTransition(RunControlError):
         )
 
 
-AbortHook = Callable[[], None]
+# What the hook returns (e.g. a shutdown report) is ignored.
+AbortHook = Callable[[], object]
 WorkerBody = Callable[["RunController"], Mapping[str, Any] | None]
 
 

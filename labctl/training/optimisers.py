@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -203,7 +203,8 @@ def _as_array(values: Any) -> FloatArray | None:
     return None if values is None else np.asarray(values, dtype=np.float64)
 
 
-_OPTIMISERS: Mapping[str, type[GradientDescent | Momentum | Adam]] = MappingProxyType(
+# Constructors taking keyword parameters that make_optimiser checks against their signatures.
+_OPTIMISERS: Mapping[str, Callable[..., Optimiser]] = MappingProxyType(
     {"gd": GradientDescent, "momentum": Momentum, "adam": Adam}
 )
 OPTIMISER_NAMES: tuple[str, ...] = tuple(_OPTIMISERS)
@@ -227,7 +228,7 @@ def make_optimiser(name: str, **params: float | bool) -> Optimiser:
         raise ValueError(f"optimiser {key!r} has no parameter(s) {unknown}; it takes {accepted}")
     if "learning_rate" not in params:
         raise ValueError(f"optimiser {key!r} needs a learning_rate")
-    return cls(**params)  # type: ignore[arg-type]
+    return cls(**params)
 
 
 def project_to_box(params: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> FloatArray:

@@ -320,8 +320,10 @@ def task_from_csv(
     """
     path = Path(path)
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    rows = [(line, row) for line, row in enumerate(rows, start=1) if any(c.strip() for c in row)]
+        raw_rows = list(csv.reader(handle))
+    rows = [
+        (line, row) for line, row in enumerate(raw_rows, start=1) if any(c.strip() for c in row)
+    ]
     if not rows:
         raise ValueError(f"{path}: the file is empty; expected a header row and data rows")
     header = [c.strip() for c in rows[0][1]]

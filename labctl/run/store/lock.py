@@ -17,7 +17,7 @@ from labctl.run.store.errors import RunStoreError
 try:  # POSIX
     import fcntl
 except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # None marks "no fcntl": the msvcrt path below
     import msvcrt
 
 LOCK_FILE = "writer.lock"

@@ -148,4 +148,6 @@ class IterationRecord:
                 return False
         return True
 
+    # Unhashable (equality compares arrays). The Python idiom for that is rejected by mypy,
+    # since typeshed declares object.__hash__ as a method (python/mypy#4266).
     __hash__ = None  # type: ignore[assignment]
