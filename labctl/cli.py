@@ -54,12 +54,18 @@ def _device(args: argparse.Namespace, loaded: LoadedConfig) -> SafeDevice:
 
 def _final_state(args: argparse.Namespace) -> tuple[str, bool]:
     """What the devices of this command hold now, in words, and whether that is all 0 V."""
-    reports = [d.last_shutdown_report for d in getattr(args, "devices", [])]
-    reports = [r for r in reports if r is not None]
-    if not reports:
-        return "no electrode was driven", True
-    ok = all(r.ok for r in reports)
-    return "; ".join(r.summary() for r in reports), ok
+    devices: list[SafeDevice] = getattr(args, "devices", [])
+    texts: list[str] = []
+    ok = True
+    for device in devices:
+        report = device.last_shutdown_report
+        if report is not None and not device.is_open:
+            texts.append(report.summary())
+            ok = ok and report.ok
+        elif device.is_open:
+            texts.append("the device was not shut down: its electrodes may still be energised")
+            ok = False
+    return ("; ".join(texts) or "no electrode was driven"), ok
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

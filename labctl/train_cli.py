@@ -8,6 +8,7 @@ SIGTERM aborts with an immediate safe shutdown.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -54,57 +55,65 @@ class _Progress:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train the configured task (or resume a run) and print a summary."""
-    run = resume_run(Path(args.resume)) if args.resume else new_run(load_config(args.config))
+    """Train the configured task (or resume a run) and print a summary.
+
+    The signal handlers are in place and the run controller is started before the run
+    directory exists, so a Ctrl-C or SIGTERM at any moment after that is a stop or an abort of
+    this run (recorded in its store), never a lost signal.
+    """
     controller = RunController()
-    loaded = run.loaded
-    progress = _Progress(loaded.config.run.max_iterations, run.store.iteration_count())
-    controller.bus.subscribe(progress)
     interrupts = 0
+    terminated = False
 
     def on_sigint(_signum: int, _frame: FrameType | None) -> None:
         nonlocal interrupts
         interrupts += 1
         if interrupts == 1 and controller.state in (RunState.RUNNING, RunState.PAUSED):
-            progress._bar.write("stopping after this iteration (Ctrl-C again to abort now)")
+            tqdm.write("stopping after this iteration (Ctrl-C again to abort now)", sys.stderr)
             controller.request_stop("Ctrl-C")
         elif not controller.is_terminal() and controller.state is not RunState.ABORTING:
-            progress._bar.write("aborting: ramping electrodes to 0 V")
+            tqdm.write("aborting: ramping electrodes to 0 V", sys.stderr)
             controller.abort("Ctrl-C twice")
-
-    terminated = False
 
     def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
         nonlocal terminated
         terminated = True
-        if not controller.is_terminal() and controller.state not in (
-            RunState.IDLE,
-            RunState.ABORTING,
-        ):
+        if not controller.is_terminal() and controller.state is not RunState.ABORTING:
             controller.abort("SIGTERM")
-
-    outcome_box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            outcome_box["state"] = execute(run, controller)
-        except BaseException as exc:  # reported by the main thread
-            outcome_box["error"] = exc
 
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
         signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
     }
+    outcome_box: dict[str, Any] = {}
+    progress: _Progress | None = None
     try:
-        controller.start()
+        controller.start("labctl train")
+        run = resume_run(Path(args.resume)) if args.resume else new_run(load_config(args.config))
+        loaded = run.loaded
+        progress = _Progress(loaded.config.run.max_iterations, run.store.iteration_count())
+        controller.bus.subscribe(progress)
+
+        def worker() -> None:
+            try:
+                outcome_box["state"] = execute(run, controller)
+            except BaseException as exc:  # reported by the main thread
+                outcome_box["error"] = exc
+
         thread = threading.Thread(target=worker, name="labctl-train")
         thread.start()
         while thread.is_alive():
             thread.join(0.2)
+    except BaseException:
+        if not controller.is_terminal():
+            with contextlib.suppress(Exception):
+                controller.abort("labctl train could not start the run")
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        progress.close()
+        if progress is not None:
+            progress.close()
     if "error" in outcome_box:
         error = outcome_box["error"]
         if isinstance(error, ShutdownFailed):

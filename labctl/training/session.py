@@ -120,6 +120,8 @@ def execute(run: TrainingRun, controller: RunController) -> RunState:
     summary: dict[str, Any] = {}
 
     def body(ctl: RunController) -> dict[str, Any]:
+        if not ctl.checkpoint():
+            return summary  # stopped or aborted before the device was opened
         device = build_device(loaded)
         try:
             with writer_lock(store.path), device:
