@@ -28,13 +28,25 @@ from labctl.device.safety import (
     TerminatedBySignal,
     shutdown_on_signals,
 )
+from labctl.exit_codes import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SHUTDOWN_FAILED,
+    EXIT_TERMINATED,
+)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_SHUTDOWN_FAILED = 3
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_SHUTDOWN_FAILED",
+    "EXIT_TERMINATED",
+    "build_parser",
+    "main",
+]
 
 log = logging.getLogger("labctl")
 

@@ -20,6 +20,13 @@ from tqdm import tqdm
 
 from labctl.config import load_config
 from labctl.device.safety import ShutdownFailed
+from labctl.exit_codes import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SHUTDOWN_FAILED,
+    EXIT_TERMINATED,
+)
 from labctl.run.control import RunController
 from labctl.run.events import Event, IterationCompleted, RunMessage
 from labctl.run.state import RunState
@@ -27,7 +34,11 @@ from labctl.training.report import write_report
 from labctl.training.session import TrainingRun, execute, new_run, resume_run
 from labctl.training.trainer import build_task
 
-EXIT_CODES = {RunState.FINISHED: 0, RunState.FAILED: 1, RunState.ABORTED: 130}
+EXIT_CODES = {
+    RunState.FINISHED: EXIT_OK,
+    RunState.FAILED: EXIT_FAILED,
+    RunState.ABORTED: EXIT_INTERRUPTED,
+}
 
 
 class _Progress:
@@ -73,13 +84,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             controller.request_stop("Ctrl-C")
         elif not controller.is_terminal() and controller.state is not RunState.ABORTING:
             tqdm.write("aborting: ramping electrodes to 0 V", sys.stderr)
-            controller.abort("Ctrl-C twice")
+            with contextlib.suppress(ShutdownFailed):  # reported from the run's device below
+                controller.abort("Ctrl-C twice")
 
     def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
         nonlocal terminated
         terminated = True
         if not controller.is_terminal() and controller.state is not RunState.ABORTING:
-            controller.abort("SIGTERM")
+            with contextlib.suppress(ShutdownFailed):  # reported from the run's device below
+                controller.abort("SIGTERM")
 
     previous = {
         signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
@@ -123,11 +136,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     _finish(run, state, args)
     report = run.shutdown_report
     if report is not None and not report.ok:
-        print(f"DEVICE: {report.summary()}", file=sys.stderr)
-        return 3
+        print(
+            f"labctl train: the electrodes were not verified at 0 V: {report.summary()}",
+            file=sys.stderr,
+        )
+        return EXIT_SHUTDOWN_FAILED
     if terminated and state is RunState.ABORTED:
-        return 143
-    return EXIT_CODES.get(state, 1)
+        return EXIT_TERMINATED
+    return EXIT_CODES.get(state, EXIT_FAILED)
 
 
 def _finish(run: TrainingRun, state: RunState, args: argparse.Namespace) -> None:
@@ -137,6 +153,8 @@ def _finish(run: TrainingRun, state: RunState, args: argparse.Namespace) -> None
         path = write_report(store, build_task(run.loaded), summary)
         summary["report"] = str(path)
     print(f"run {store.path} ended: {state}")
+    if run.shutdown_report is not None:
+        print(f"electrodes: {run.shutdown_report.summary()}")
     if run.outcome is not None:
         o = run.outcome
         rows = [

@@ -476,14 +476,3 @@ def test_inter_case_ramp_on_toned_electrode_leaves_room_for_its_tone() -> None:
     between = next(s for s in ramps if d.windows[0].stop <= s.start < d.windows[1].start)
     assert (between.stop - between.start) >= 0.5 / (100.0 - tone_rate) * FS
     assert max_step(d) <= 100.0 / FS
-
-
-def test_final_check_rejects_a_step() -> None:
-    from labctl.homodyne.drive import _verify
-
-    wave = np.zeros((2, 5))
-    wave[1, 2] = 0.5
-    with pytest.raises(ValueError, match="electrode 1"):
-        _verify(wave, np.zeros(2), slew=100.0, fs=1000.0)
-    with pytest.raises(ValueError, match="rest_v"):
-        _verify(wave + 0.1, np.zeros(2), slew=100.0, fs=1000.0)

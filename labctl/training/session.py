@@ -125,7 +125,7 @@ def execute(run: TrainingRun, controller: RunController) -> RunState:
         device = build_device(loaded)
         try:
             with writer_lock(store.path), device:
-                ctl.set_abort_hook(device.safe_shutdown)
+                ctl.set_abort_hook(lambda: _shutdown_or_raise(device))
                 _train(run, device, ctl, summary)
         except ShutdownFailed as exc:
             summary["shutdown"] = exc.report.summary()
@@ -148,6 +148,13 @@ def execute(run: TrainingRun, controller: RunController) -> RunState:
         state = run.state if run.state is not None else controller.state
         store.set_status(str(state), summary)
     return run.state
+
+
+def _shutdown_or_raise(device: SafeDevice) -> None:
+    """The abort hook: shut down now; a shutdown that fails is raised, so views hear of it."""
+    report = device.safe_shutdown()
+    if not report.ok:
+        raise ShutdownFailed(report)
 
 
 def _train(
