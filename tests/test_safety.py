@@ -221,7 +221,7 @@ def energise(device: SafeDevice) -> None:
     # layer learns what it holds, as it does when it opens.
     backend = instrument_of(device)
     backend.play(ramp_samples(backend.present_voltages(), point, RATE, 100.0), RATE, None)
-    device._learn_initial_voltages()
+    device._knowledge.learn_at_open()
 
 
 def test_normal_exit_ramps_to_zero(sim_config) -> None:

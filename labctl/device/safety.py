@@ -8,13 +8,12 @@ object the rest of labctl drives. Its rules:
   the step from what the electrodes hold to the first sample and the envelope of any sine an
   instrument adds by itself. Tone specs pass :func:`~labctl.device.tones.check_tone_specs`
   before any oscillator is programmed.
-- **Where the electrodes are is known, or it is unknown.** The layer tracks what each
-  electrode holds from what the source confirms: a completed record, or the sample a cancelled
-  or failed record reached. Readback is used only when it is valid (finite, within the ceiling
-  plus :data:`READBACK_MARGIN_V`). The last commanded voltages are persisted atomically per
-  setup (:mod:`labctl.device.state`), so a process started after a SIGKILL knows them. An
-  unknown electrode is never driven: waveforms are refused, naming it, until a park or
-  shutdown brings it to 0 V by the only move that cannot leave its range, one step to 0 V.
+- **Where the electrodes are is known, or it is unknown.** What each electrode holds is kept by
+  :class:`~labctl.device.knowledge.ElectrodeKnowledge` from what the source confirms, from
+  plausible readback and from the voltages persisted per setup (:mod:`labctl.device.state`),
+  so a process started after a SIGKILL knows them. An unknown electrode is never driven:
+  waveforms are refused, naming it, until a park or shutdown brings it to 0 V by the only move
+  that cannot leave its range, one step to 0 V.
 - **Shutdown cannot be interrupted half-way.** SIGINT and SIGTERM are deferred while a
   shutdown or park ramp plays; the shut-down flag is set only after the ramp went out, and a
   failed ramp can be retried.
@@ -33,7 +32,7 @@ import logging
 import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,9 @@ from labctl.device.checks import (
     ramp_samples,
 )
 from labctl.device.composite import Composite
+from labctl.device.knowledge import ElectrodeKnowledge
 from labctl.device.protocols import DemodulatedReadout, SineSource
+from labctl.device.reports import DeviceShutDown, ShutdownFailed, ShutdownReport
 from labctl.device.signals import TerminatedBySignal, shutdown_on_signals, signals_deferred
 from labctl.device.state import VoltageStateFile
 from labctl.device.tones import ToneSpec, check_tone_specs, tone_envelope
@@ -56,11 +57,9 @@ from labctl.device.types import (
     Electrode,
     FloatArray,
     RecordInterrupted,
-    UnknownVoltage,
 )
 
 __all__ = [
-    "READBACK_MARGIN_V",
     "DeviceShutDown",
     "SafeDevice",
     "SafetyLimits",
@@ -75,59 +74,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-READBACK_MARGIN_V = 0.05
-"""Readback beyond the ceiling by more than this (V) is taken as a faulty instrument."""
 ZERO_TOLERANCE_V = 1e-3
 """A readback within this of 0 V (V) verifies a shutdown."""
-AGREEMENT_V = 0.01
-"""Readback further than this (V) from what the layer expects is taken as wrong."""
-
-
-class DeviceShutDown(RuntimeError):
-    """The device has been shut down (abort, error or exit) and accepts no more waveforms."""
-
-
-@dataclass
-class ShutdownReport:
-    """What a shutdown or park did.
-
-    Attributes:
-        ok: Every electrode was brought to 0 V by a slew-limited ramp and, where the source
-            can read back, reads back 0 V.
-        completed: The move to 0 V went out to every electrode (possibly as the single step
-            from an unknown voltage); False when an instrument failed, so it may be retried.
-        failed_electrodes: Electrodes whose move raised or whose readback is not 0 V.
-        stepped_electrodes: Electrodes that were at an unknown voltage and got one step to 0 V.
-        errors: Every problem, in order, in words.
-    """
-
-    ok: bool = True
-    completed: bool = True
-    failed_electrodes: list[str] = field(default_factory=list)
-    stepped_electrodes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """One line for people: the final state of the electrodes."""
-        if self.ok:
-            return "electrodes ramped to 0 V"
-        parts = []
-        if self.failed_electrodes:
-            parts.append(f"NOT verified at 0 V: {', '.join(self.failed_electrodes)}")
-        if self.stepped_electrodes:
-            parts.append(
-                f"stepped to 0 V from an unknown voltage: {', '.join(self.stepped_electrodes)}"
-            )
-        detail = "; ".join(self.errors)
-        return "; ".join(parts) + (f" ({detail})" if detail else "")
-
-
-class ShutdownFailed(RuntimeError):
-    """The electrodes could not be verified at 0 V; :attr:`report` says which and why."""
-
-    def __init__(self, report: ShutdownReport) -> None:
-        self.report = report
-        super().__init__(f"safe shutdown failed: {report.summary()}")
 
 
 class SafeDevice:
@@ -164,7 +112,7 @@ class SafeDevice:
         self._limits = limits
         self._requested_rate_hz = float(sample_rate_hz)
         self._rate_hz = float(sample_rate_hz)
-        self._state_file = state_file
+        self._knowledge = ElectrodeKnowledge(self._electrodes, limits, self._source, state_file)
         self._cond = threading.Condition(threading.RLock())
         self._flight_lock = threading.Lock()
         self._cancel: threading.Event | None = None
@@ -174,10 +122,6 @@ class SafeDevice:
         self._park_requested = False
         self._parked = False
         self._last_report: ShutdownReport | None = None
-        self._device_seconds = 0.0
-        n = len(self._electrodes)
-        self._known_v = np.full(n, np.nan)
-        self._unknown_reason = "the device is not open"
         self._tones: dict[str, list[ToneSpec]] = {}
 
     # -- description -------------------------------------------------------------------------
@@ -210,7 +154,7 @@ class SafeDevice:
     @property
     def device_seconds(self) -> float:
         """Total time the electrodes have been driven (s), ramps and shutdown included."""
-        return self._device_seconds
+        return self._knowledge.driven_s
 
     @property
     def is_shut_down(self) -> bool:
@@ -276,11 +220,11 @@ class SafeDevice:
 
     def present_voltages(self) -> FloatArray:
         """What the layer knows each electrode holds (V); NaN where it is unknown."""
-        return self._known_v.copy()
+        return self._knowledge.held_v
 
     def unknown_electrodes(self) -> list[str]:
         """Names of the electrodes whose voltage is unknown."""
-        return [e.name for e, v in zip(self._electrodes, self._known_v, strict=True) if v != v]
+        return self._knowledge.unknown()
 
     def coerce_sample_rate(self, sample_rate_hz: float) -> float:
         """The rate (Hz) the hardware will actually run at."""
@@ -313,7 +257,7 @@ class SafeDevice:
             self._parked = False
             self._park_requested = False
             self._last_report = None
-            self._learn_initial_voltages()
+            self._knowledge.learn_at_open()
             atexit.register(self._shutdown_at_exit)
             return self
 
@@ -413,7 +357,7 @@ class SafeDevice:
                     self._cancel = cancel
                 try:
                     readout.arm(full.shape[1], rate)
-                    self._play(full, rate, cancel)
+                    self._knowledge.play(full, rate, cancel)
                     acquisition = readout.fetch()
                 except RecordInterrupted as exc:
                     if exc.cancelled and (self._park_requested or not self._accepting):
@@ -460,12 +404,12 @@ class SafeDevice:
         with self._cond:
             self._ensure_open()
             self._hold_while_parked()
-            self._require_known()
+            self._knowledge.require_known()
             replaced = {s.electrode for s in specs}
             kept = [s for e, tones in self._tones.items() if e not in replaced for s in tones]
             dc = dict(dc_v or {})
             for row, electrode in enumerate(self._electrodes):
-                held = float(self._known_v[row])
+                held = float(self._knowledge.held_v[row])
                 dc.setdefault(
                     electrode.name, (min(held, electrode.rest_v), max(held, electrode.rest_v))
                 )
@@ -582,88 +526,7 @@ class SafeDevice:
             finally:
                 self.park()
 
-    # -- internals: state ---------------------------------------------------------------------
-    def _learn_initial_voltages(self) -> None:
-        persisted = self._state_file.load() if self._state_file is not None else None
-        expected = None
-        if persisted is not None:
-            if persisted.in_flight and persisted.envelope_v is not None:
-                expected = np.array(persisted.envelope_v, dtype=np.float64)
-            elif not persisted.in_flight:
-                expected = np.stack([persisted.held_v, persisted.held_v], axis=1)
-        readback, problems = self._validated_readback(expected)
-        known = readback.copy()
-        reasons = list(problems.values())
-        for row, electrode in enumerate(self._electrodes):
-            if math.isfinite(known[row]) or electrode.name in problems:
-                continue
-            if persisted is None:
-                reasons.append(f"{electrode.name}: no readback and no persisted state")
-            elif persisted.in_flight:
-                lo, hi = (persisted.envelope_v or ((math.nan, math.nan),) * len(known))[row]
-                reasons.append(
-                    f"{electrode.name}: a record was playing when the last process ended "
-                    f"(somewhere in [{lo:.4g}, {hi:.4g}] V)"
-                )
-            elif math.isfinite(persisted.held_v[row]):
-                known[row] = persisted.held_v[row]
-            else:
-                reasons.append(f"{electrode.name}: unknown when the last process ended")
-        self._known_v = known
-        self._unknown_reason = "; ".join(reasons)
-        if reasons:
-            log.warning("electrode voltages unknown at open: %s", self._unknown_reason)
-        self._persist_held()
-
-    def _validated_readback(
-        self, expected_v: FloatArray | None = None
-    ) -> tuple[FloatArray, dict[str, str]]:
-        """The source's readback with invalid values replaced by NaN, and the problems.
-
-        A value is invalid when it is infinite, beyond the ceiling plus
-        :data:`READBACK_MARGIN_V`, or further than :data:`AGREEMENT_V` outside the range
-        ``expected_v[row] = (lowest, highest)`` the layer knows it must lie in (NaN rows of
-        ``expected_v`` are not cross-checked). Problems are keyed by electrode name (``""``
-        when the readback itself failed).
-        """
-        n = len(self._electrodes)
-        try:
-            raw = np.asarray(self._source.present_voltages(), dtype=np.float64).reshape(n)
-        except Exception as exc:
-            return np.full(n, np.nan), {"": f"readback failed: {exc}"}
-        values = raw.copy()
-        problems: dict[str, str] = {}
-        bound = self._limits.max_abs_v + READBACK_MARGIN_V
-        for row, electrode in enumerate(self._electrodes):
-            v = raw[row]
-            if math.isnan(v):
-                continue
-            if not math.isfinite(v) or abs(v) > bound:
-                problems[electrode.name] = (
-                    f"{electrode.name}: reads back {v:.6g} V, beyond the ceiling "
-                    f"{self._limits.max_abs_v:g} V + {READBACK_MARGIN_V:g} V (wrong units or a "
-                    "faulty instrument)"
-                )
-                values[row] = np.nan
-            elif expected_v is not None and np.all(np.isfinite(expected_v[row])):
-                lo, hi = float(np.min(expected_v[row])), float(np.max(expected_v[row]))
-                if not lo - AGREEMENT_V <= v <= hi + AGREEMENT_V:
-                    problems[electrode.name] = (
-                        f"{electrode.name}: reads back {v:.6g} V where it must hold a value in "
-                        f"[{lo:.6g}, {hi:.6g}] V (wrong units or a faulty instrument)"
-                    )
-                    values[row] = np.nan
-        return values, problems
-
-    def _require_known(self) -> None:
-        unknown = self.unknown_electrodes()
-        if unknown:
-            raise UnknownVoltage(unknown, self._unknown_reason or "not confirmed by the source")
-
-    def _persist_held(self) -> None:
-        if self._state_file is not None:
-            self._state_file.record_held(self._known_v)
-
+    # -- internals ------------------------------------------------------------------------
     def _active_tones(self) -> list[ToneSpec]:
         return [spec for tones in self._tones.values() for spec in tones]
 
@@ -681,10 +544,12 @@ class SafeDevice:
     # -- internals: playing -------------------------------------------------------------------
     def _with_ramp(self, wave: FloatArray, rate: float) -> tuple[FloatArray, int]:
         """``wave`` preceded by the ramp from what the electrodes hold; checked whole."""
-        self._require_known()
-        ramp = ramp_samples(self._known_v, wave[:, 0], rate, self._limits.effective_ramp_v_per_s)
+        self._knowledge.require_known()
+        ramp = ramp_samples(
+            self._knowledge.held_v, wave[:, 0], rate, self._limits.effective_ramp_v_per_s
+        )
         full = np.concatenate([ramp, wave], axis=1) if ramp.shape[1] else wave
-        self._check_sent(full, rate, self._known_v)
+        self._check_sent(full, rate, self._knowledge.held_v)
         return full, ramp.shape[1]
 
     def _check_sent(self, full: FloatArray, rate: float, held: FloatArray) -> None:
@@ -699,64 +564,6 @@ class SafeDevice:
             tone_amplitude_v=amplitude,
             tone_slew_v_per_s=slew,
         )
-
-    def _play(self, full: FloatArray, rate: float, cancel: threading.Event | None) -> None:
-        """Send an already checked waveform and track what the electrodes hold."""
-        before = self._known_v.copy()
-        if self._state_file is not None:
-            self._state_file.record_start(before, full, rate)
-        try:
-            self._source.play(full, rate, cancel)
-        except RecordInterrupted as exc:
-            done = exc.samples_generated
-            if done is None:
-                self._locate_after_failure(full, before, f"record interrupted: {exc}")
-            else:
-                done = min(max(int(done), 0), full.shape[1])
-                if done:
-                    self._known_v = full[:, done - 1].copy()
-                self._device_seconds += done / rate
-            self._persist_held()
-            raise
-        except BaseException as exc:
-            self._locate_after_failure(full, before, f"record failed: {exc!r}")
-            self._persist_held()
-            raise
-        self._known_v = full[:, -1].copy()
-        self._device_seconds += full.shape[1] / rate
-        self._persist_held()
-
-    def _locate_after_failure(self, full: FloatArray, before: FloatArray, reason: str) -> None:
-        """After a record stopped at an unknown sample, find that sample from the readback.
-
-        The electrodes hold one column of what was sent (or what they held before it), all at
-        the same sample. The readback must match one such column on every electrode it reads
-        (within :data:`AGREEMENT_V`); the matching column's exact values become the known
-        voltages. A readback that matches no column is wrong (units, a faulty instrument), and
-        every electrode is unknown; so is any electrode the instrument cannot read back.
-        """
-        readback, problems = self._validated_readback()
-        finite = np.isfinite(readback)
-        known = np.full(readback.size, np.nan)
-        why = [reason, *problems.values()]
-        if finite.any():
-            columns = np.concatenate([before[:, None], full], axis=1)
-            distance = np.max(np.abs(columns[finite] - readback[finite, None]), axis=0)
-            sample = int(np.argmin(distance))
-            if distance[sample] <= AGREEMENT_V:
-                known = np.where(finite, columns[:, sample], np.nan)
-            else:
-                why.append(
-                    f"the readback matches no sample of the record (closest off by "
-                    f"{distance[sample]:.3g} V)"
-                )
-        else:
-            why.append("no readback")
-        self._known_v = known
-        unknown = self.unknown_electrodes()
-        if unknown:
-            self._unknown_reason = "; ".join(why)
-            log.error("voltages unknown on %s after: %s", ", ".join(unknown), reason)
 
     def _fail_during_record(self, exc: BaseException) -> None:
         log.error("instrument failed during a record (%r): shutting down", exc)
@@ -813,7 +620,7 @@ class SafeDevice:
         report = ShutdownReport()
         self._tones_off(list(self._tones), report)
         stepped: set[str] = set()
-        wave = self._zero_move(self._known_v, self._rate_hz)
+        wave = self._zero_move(self._knowledge.held_v, self._rate_hz)
         if wave is not None:
             try:
                 self._send_move(wave, stepped)
@@ -824,7 +631,7 @@ class SafeDevice:
         report.stepped_electrodes = [e.name for e in self._electrodes if e.name in stepped]
         if report.stepped_electrodes:
             report.errors.append(
-                "voltage was unknown (" + (self._unknown_reason or "unconfirmed") + ")"
+                "voltage was unknown (" + (self._knowledge.reason or "unconfirmed") + ")"
             )
         self._verify_zero(report)
         report.completed = not report.failed_electrodes
@@ -834,10 +641,10 @@ class SafeDevice:
     def _send_move(self, wave: FloatArray, stepped: set[str]) -> None:
         """Check and play a move to 0 V; electrodes it steps from an unknown voltage go to
         ``stepped`` (before the play: a failed play may have stepped them already)."""
-        held = self._known_v.copy()
+        held = self._knowledge.held_v
         self._check_sent(wave, self._rate_hz, held)
         stepped.update(e.name for e, v in zip(self._electrodes, held, strict=True) if v != v)
-        self._play(wave, self._rate_hz, None)
+        self._knowledge.play(wave, self._rate_hz, None)
 
     def _zero_move(self, held: FloatArray, rate: float) -> FloatArray | None:
         """Ramp rows for known electrodes, one step to 0 V for unknown ones; None if at 0."""
@@ -853,7 +660,7 @@ class SafeDevice:
         """Each electrode not at 0 V on its own (the others held, unknown ones to 0 V)."""
         rate = self._rate_hz
         for row, electrode in enumerate(self._electrodes):
-            held = self._known_v.copy()
+            held = self._knowledge.held_v
             if held[row] == 0.0:
                 continue
             start = np.nan_to_num(held, nan=0.0)
@@ -870,7 +677,7 @@ class SafeDevice:
                 log.error("shutdown: electrode %s could not be moved: %s", electrode.name, exc)
 
     def _verify_zero(self, report: ShutdownReport) -> None:
-        readback, problems = self._validated_readback(np.zeros((len(self._electrodes), 2)))
+        readback, problems = self._knowledge.readback(np.zeros((len(self._electrodes), 2)))
         for row, electrode in enumerate(self._electrodes):
             if electrode.name in report.failed_electrodes:
                 continue
@@ -881,7 +688,7 @@ class SafeDevice:
             elif math.isfinite(v) and abs(v) > ZERO_TOLERANCE_V:
                 report.failed_electrodes.append(electrode.name)
                 report.errors.append(f"{electrode.name}: reads back {v:.6g} V after the ramp")
-            elif self._known_v[row] != 0.0:
+            elif self._knowledge.held_v[row] != 0.0:
                 report.failed_electrodes.append(electrode.name)
                 report.errors.append(f"{electrode.name}: not confirmed at 0 V")
         if "" in problems:
