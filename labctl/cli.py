@@ -346,6 +346,42 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List the hardware each backend can reach (those of CONFIG, or every installed one)."""
+    from labctl.device.registry import DeviceDiscoveryError, available_backends, get_backend
+
+    targets: list[tuple[str, str, object]] = []
+    if args.config:
+        loaded = _load(args.config)
+        for name, config in loaded.setup.instrument_configs().items():
+            targets.append((name, config.backend, loaded.instrument_settings[name]))
+    else:
+        targets = [(name, name, None) for name in sorted(available_backends())]
+    status = EXIT_OK
+    for label, backend, settings in targets:
+        spec = get_backend(backend)
+        if spec.list_devices is None:
+            if args.config:
+                print(f"{label} ({backend}): this backend cannot list devices")
+            continue
+        try:
+            listing = spec.list_devices(settings)
+        except DeviceDiscoveryError as exc:
+            print(f"{label} ({backend}): {exc}")
+            status = EXIT_FAILED
+            continue
+        print(f"{label} ({backend}):")
+        print(listing)
+    return status
+
+
+def cmd_sim_daq(args: argparse.Namespace) -> int:
+    """Serve the simulated NI gRPC Device Server on localhost until interrupted."""
+    from simulated_hw.nidaq_server.cli import run_sim_daq
+
+    return run_sim_daq(args)
+
+
 class UsageError(ValueError):
     """A command-line argument is wrong (exit 2)."""
 
@@ -405,6 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list training runs")
     p.add_argument("directory", nargs="?", default="runs", help="runs directory (default: runs)")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("devices", help="list the DAQ devices and instruments a backend reaches")
+    p.add_argument("config", nargs="?", help="YAML configuration (default: every backend)")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser(
+        "sim-daq", help="serve a simulated NI gRPC Device Server on localhost (nidaqmx clients)"
+    )
+    p.add_argument("--config", help="simulated devices and bench (YAML; default: built in)")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
+    p.set_defaults(func=cmd_sim_daq)
 
     p = sub.add_parser("export", help="export a run to HDF5 or CSV")
     p.add_argument("run_dir", help="run directory")

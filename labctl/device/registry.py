@@ -42,6 +42,10 @@ class BackendSpec:
         check_setup: Extra cross-checks of the setup against this backend (e.g. the number of
             electrodes a simulated model has); one message per problem. Must be free of side
             effects: it builds no device model and opens nothing.
+        list_devices: For ``labctl devices``: given the instrument's validated settings (or
+            None without a configuration), a human-readable listing of the hardware it can
+            reach (devices, channels, ranges, maximum rates). Raises
+            :class:`DeviceDiscoveryError` saying exactly why when nothing can be reached.
     """
 
     name: str
@@ -49,10 +53,15 @@ class BackendSpec:
     settings_model: type[BaseModel]
     factory: Factory
     check_setup: Callable[[SetupConfig, Any], list[str]] | None = None
+    list_devices: Callable[[Any], str] | None = None
 
 
 class UnknownBackendError(LookupError):
     """No backend of that name is installed."""
+
+
+class DeviceDiscoveryError(RuntimeError):
+    """A backend could not reach any hardware; the message says why and what to do."""
 
 
 _REGISTERED: dict[str, BackendSpec] = {}
