@@ -113,6 +113,7 @@ def test_a_training_run_continues_after_unpark(
         "xor_sim.yaml",
         {
             "setup": {"backend": {"settings": {"effects": NO_EFFECTS}}},
+            "homodyne": {"calibration": {"file": str(tmp_path / "xor.calibration.json")}},
             "run": {
                 "max_iterations": 8,
                 "loss_threshold": -1e9,
