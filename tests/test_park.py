@@ -17,7 +17,6 @@ from labctl.device.safety import SafeDevice, SafetyLimits, ShutdownFailed
 from labctl.run.control import RunController
 from labctl.run.events import Event, IterationCompleted
 from labctl.run.state import RunState
-from labctl.training import session
 from labctl.training.session import execute, new_run
 from simulated_hw.backend import SimulatedBackend
 from tests.conftest import NO_EFFECTS, bench_of, config_from
@@ -106,9 +105,7 @@ def test_park_from_another_thread_cancels_a_1_s_record_and_the_record_resumes() 
     assert_audit_within_limits(device)
 
 
-def test_a_training_run_continues_after_unpark(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_training_run_continues_after_unpark(tmp_path: Path) -> None:
     loaded = config_from(
         "xor_sim.yaml",
         {
@@ -137,17 +134,11 @@ def test_a_training_run_continues_after_unpark(
 
     controller.bus.subscribe(on_event)
     devices: list[SafeDevice] = []
-    real_build = session.build_device
-
-    def build(loaded_config: LoadedConfig) -> SafeDevice:
-        device = real_build(loaded_config)
-        devices.append(device)
-        return device
-
-    monkeypatch.setattr(session, "build_device", build)
     controller.start()
     outcome: dict[str, RunState] = {}
-    worker = threading.Thread(target=lambda: outcome.update(state=execute(run, controller)))
+    worker = threading.Thread(
+        target=lambda: outcome.update(state=execute(run, controller, on_device=devices.append))
+    )
     worker.start()
     assert third.wait(60)
     (device,) = devices

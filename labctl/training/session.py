@@ -107,13 +107,19 @@ def ensure_calibration(
     return f"calibrated at start ({path.name})"
 
 
-def execute(run: TrainingRun, controller: RunController) -> RunState:
+def execute(
+    run: TrainingRun,
+    controller: RunController,
+    on_device: Callable[[SafeDevice], None] | None = None,
+) -> RunState:
     """Open the device, calibrate, train, evaluate, and record the outcome; the final state.
 
     ``controller`` must be started. Everything after the start, device open and start-up
     calibration included, runs under run control: a stop or abort during them ends the run
     as it would during training. The abort hook (the device's safe shutdown) is registered
     the moment the device is open; an abort that arrived during open runs it then.
+    ``on_device`` is called with the opened device right after that, in the worker thread (a
+    view keeps it to park the electrodes mid-run; park and unpark are safe from any thread).
     """
     loaded = run.loaded
     store = run.store
@@ -126,6 +132,8 @@ def execute(run: TrainingRun, controller: RunController) -> RunState:
         try:
             with writer_lock(store.path), device:
                 ctl.set_abort_hook(lambda: _shutdown_or_raise(device))
+                if on_device is not None:
+                    on_device(device)
                 _train(run, device, ctl, summary)
         except ShutdownFailed as exc:
             summary["shutdown"] = exc.report.summary()
