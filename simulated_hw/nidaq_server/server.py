@@ -1,0 +1,149 @@
+"""Start and stop the simulated NI gRPC Device Server (grpcio, localhost only)."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from pathlib import Path
+from types import TracebackType
+
+import grpc  # type: ignore[import-untyped, unused-ignore]
+import yaml
+from nidaqmx._stubs import nidaqmx_pb2_grpc as pb_grpc  # type: ignore[import-untyped, unused-ignore]
+
+from labctl.config import ConfigError, ConfigIssue, load_config, merge_overrides, parse_config
+from simulated_hw.backend import SimulatedSettings, make_bench
+from simulated_hw.bench import SimBench
+from simulated_hw.nidaq_server.config import SimDaqConfig, load_sim_daq_config
+from simulated_hw.nidaq_server.daq import SimDaq
+from simulated_hw.nidaq_server.servicer import SimDaqServicer
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+MAX_WORKERS = 32
+"""gRPC worker threads: blocking reads and waits each hold one."""
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+"""Largest request accepted (B): big AO writes exceed gRPC's 4 MB default. Clients reading
+more than 4 MB at once must raise their own limit (``grpc.max_receive_message_length``)."""
+
+
+def build_bench(config: SimDaqConfig) -> SimBench:
+    """The bench described by ``config.bench``: ``make_bench`` on the labctl config it names.
+
+    Raises:
+        ConfigError: If the labctl configuration does not load or is not ``backend: simulated``.
+    """
+    section = config.bench
+    path = Path(section.config)
+    overrides = dict(section.settings)
+    if section.realtime is not None:
+        overrides["realtime"] = section.realtime
+    if overrides:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                str(path), [ConfigIssue("", f"cannot read the file: {exc}")]
+            ) from None
+        data = merge_overrides(data, {"setup": {"backend": {"settings": overrides}}})
+        loaded = parse_config(yaml.safe_dump(data), source=path)
+    else:
+        loaded = load_config(path)
+    backend = loaded.setup.backend
+    settings = loaded.backend_settings if backend is not None else None
+    if (
+        backend is None
+        or backend.name != "simulated"
+        or not isinstance(settings, SimulatedSettings)
+    ):
+        raise ConfigError(
+            str(path),
+            [ConfigIssue("setup.backend", "the bench needs a setup with 'backend: simulated'")],
+        )
+    return make_bench(loaded.setup, settings)
+
+
+class SimDaqServer:
+    """A running simulated NI gRPC Device Server on ``127.0.0.1``.
+
+    Attributes:
+        address: ``"127.0.0.1:PORT"`` (give it to ``grpc.insecure_channel``).
+        port: The TCP port.
+        bench: The shared bench the wired channels drive and read.
+        config: The server configuration.
+        daq: The simulated driver behind the servicer.
+
+    Args:
+        config: Validated configuration.
+        port: TCP port (0: any free port).
+        bench: A bench to share (built from ``config.bench`` when None).
+    """
+
+    def __init__(
+        self, config: SimDaqConfig, *, port: int = 0, bench: SimBench | None = None
+    ) -> None:
+        self.config = config
+        self.bench = bench if bench is not None else build_bench(config)
+        self.daq = SimDaq(config, self.bench)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="sim-daq"),
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+        )
+        pb_grpc.add_NiDAQmxServicer_to_server(SimDaqServicer(self.daq), self._server)
+        bound = self._server.add_insecure_port(f"{HOST}:{int(port)}")
+        if not bound:
+            raise OSError(f"cannot bind the simulated NI gRPC Device Server to {HOST}:{port}")
+        self.port = int(bound)
+        self.address = f"{HOST}:{self.port}"
+        self._server.start()
+        self._stopped = False
+        logger.info("simulated NI gRPC Device Server listening on %s", self.address)
+
+    def stop(self, grace_s: float = 0.0) -> None:
+        """Stop serving: runs stop at a chunk boundary, tasks are cleared, electrodes hold."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.daq.shutdown()
+        self._server.stop(grace_s).wait()
+        logger.info("simulated NI gRPC Device Server on %s stopped", self.address)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the server terminates (True) or ``timeout_s`` passes (False)."""
+        return bool(self._server.wait_for_termination(timeout_s))
+
+    def __enter__(self) -> SimDaqServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    config: SimDaqConfig | str | Path | None = None,
+    *,
+    port: int = 0,
+    bench: SimBench | None = None,
+) -> SimDaqServer:
+    """Start a simulated NI gRPC Device Server in background threads and return at once.
+
+    Args:
+        config: A configuration, the path of a server YAML, or None for the shipped
+            cDAQ-9178 (``configs/sim_daq/cdaq9178.yaml``).
+        port: TCP port on 127.0.0.1 (0: any free port).
+        bench: A bench to share with other simulated instruments (default: built from the
+            configuration's ``bench`` section).
+
+    Raises:
+        ConfigError: The configuration does not load.
+        OSError: The port cannot be bound.
+    """
+    if not isinstance(config, SimDaqConfig):
+        config = load_sim_daq_config(config)
+    return SimDaqServer(config, port=port, bench=bench)
