@@ -3,6 +3,7 @@
 A driver implements the capability protocols of :mod:`labctl.device.protocols` it can fill
 (voltage source, sampled or demodulated readout, sine source, ...) and registers a
 :class:`labctl.device.registry.BackendSpec` under the ``labctl.backends`` entry-point group.
-The NI-DAQmx (``nidaqmx``) and lock-in amplifier (``pyvisa``) drivers are to come; their simulated
-counterparts will stand behind the unmodified client libraries, not inside the drivers.
+:mod:`drivers.nidaq` is the NI-DAQmx (``nidaqmx``) driver, backend ``nidaq``; the lock-in
+amplifier (``pyvisa``) drivers are to come. Simulated counterparts stand behind the unmodified
+client libraries (the simulated NI gRPC Device Server), not inside the drivers.
 """
