@@ -67,8 +67,11 @@ MIN_HW_SAMPLES = 2
 """DAQmx refuses to start a finite AO generation of fewer samples (error -200609): a shorter
 record is padded by holding its last sample, which moves no electrode."""
 POLL_S = 0.01
-"""Pause (s) between two looks at the AI task during a record; with the stop calls it bounds the
-cancel latency well below the 50 ms the safety layer asks for."""
+"""Longest pause (s) between two looks at the AI task during a record; with the stop calls it
+bounds the cancel latency well below the 50 ms the safety layer asks for."""
+FIRST_POLL_S = 0.0005
+"""First pause (s) after a look that found too few samples; doubled up to :data:`POLL_S`, so a
+fast device is read as soon as its samples are there and a slow one costs few looks."""
 READ_CHUNK_S = 0.02
 """Smallest AI read while a record plays, as seconds of the record (s); also the piece size of
 blocking reads on a server that cannot report the available samples."""
@@ -559,14 +562,16 @@ class NidaqDevice:
         """Read ``n_hw`` AI samples into the preallocated buffer while watching ``cancel``.
 
         Each round reads what the AI task has available once that is at least
-        :data:`READ_CHUNK_S` worth of samples (or the rest of the record), else waits
-        :data:`POLL_S` (returning at once when ``cancel`` is set); a server that cannot count
-        the available samples is read in blocking pieces of :data:`READ_CHUNK_S` instead.
+        :data:`READ_CHUNK_S` worth of samples (or the rest of the record), else waits (from
+        :data:`FIRST_POLL_S`, doubling up to :data:`POLL_S`; returning at once when ``cancel``
+        is set); a server that cannot count the available samples is read in blocking pieces of
+        :data:`READ_CHUNK_S` instead.
         """
         deadline = time.monotonic() + n_hw / rate + self._settings.timeout_s
         chunk = max(1, math.floor(rate * READ_CHUNK_S))
         got = 0
         count_available = True
+        pause_s = FIRST_POLL_S
         while got < n_hw:
             if cancel is not None and cancel.is_set():
                 raise _Cancelled
@@ -589,8 +594,10 @@ class NidaqDevice:
                     continue
                 if available >= min(chunk, left):
                     got += self._read_into(tasks, got, available, remaining_s)
+                    pause_s = FIRST_POLL_S
                 else:  # too little yet for one read: look again shortly
-                    _wait(cancel, POLL_S)
+                    _wait(cancel, pause_s)
+                    pause_s = min(2 * pause_s, POLL_S)
             else:
                 got += self._read_into(tasks, got, min(chunk, left), remaining_s)
 
