@@ -804,17 +804,25 @@ def test_gradient_through_the_server_agrees_with_the_in_process_backend(
     assert not through["saturated"]
 
 
-def test_gate_training_through_the_driver(server: Any, tmp_path: Path) -> None:
+def test_a_gate_trains_to_solved_through_the_driver(server: Any, tmp_path: Path) -> None:
     data = yaml.safe_load(config_file(tmp_path, server.port, "xor_sim.yaml").read_text())
-    data["run"].update({"max_iterations": 4, "accuracy_hold_iterations": None})
+    data["run"].update({"max_iterations": 200, "report": False})
+    data["homodyne"] = {
+        **data.get("homodyne", {}),
+        "calibration": {"file": str(tmp_path / "c.json")},
+    }
     path = tmp_path / "xor_nidaq.yaml"
     path.write_text(yaml.safe_dump(data))
-    assert main(["park", str(path)]) == 3
+    assert main(["park", str(path)]) == 3  # first open: AO voltages unknown, one step to 0 V
     run = new_run(parse_config(path.read_text(), source=path))
     controller = RunController()
     controller.start()
     assert execute(run, controller) is RunState.FINISHED
     records = run.store.iterations()
-    assert len(records) == 4 and all(math.isfinite(r.loss) for r in records)
-    assert server.bench.audit.n_plays > 4
+    assert all(math.isfinite(r.loss) for r in records)
+    assert run.outcome is not None and run.outcome.solved, run.outcome
+    assert run.outcome.final_accuracy == 1.0
+    assert run.shutdown_report is not None and run.shutdown_report.ok
+    assert server.bench.audit.n_plays > len(records)
     np.testing.assert_array_equal(server.bench.applied_v, np.zeros(7))
+    run.store.close()

@@ -619,6 +619,7 @@ class SafeDevice:
         """Caller holds the lock: sines off, then every electrode to 0 V; never raises."""
         report = ShutdownReport()
         self._tones_off(list(self._tones), report)
+        why_unknown = self._knowledge.reason
         stepped: set[str] = set()
         wave = self._zero_move(self._knowledge.held_v, self._rate_hz)
         if wave is not None:
@@ -631,7 +632,9 @@ class SafeDevice:
         report.stepped_electrodes = [e.name for e in self._electrodes if e.name in stepped]
         if report.stepped_electrodes:
             report.errors.append(
-                "voltage was unknown (" + (self._knowledge.reason or "unconfirmed") + ")"
+                "voltage was unknown ("
+                + (why_unknown or self._knowledge.reason or "unconfirmed")
+                + ")"
             )
         self._verify_zero(report)
         report.completed = not report.failed_electrodes
