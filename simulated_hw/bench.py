@@ -38,7 +38,8 @@ class BenchRecord:
     Attributes:
         t0_s: Simulated time (s) of the first sample.
         sample_rate_hz: Sample rate (Hz) of drive and readout.
-        voltages_v: Applied electrode voltages, shape ``(n_electrodes, n_samples)`` (V).
+        voltages_v: Electrode voltages (the DAQ waveform plus any external sines), shape
+            ``(n_electrodes, n_samples)`` (V).
         device_current_a: Noise-free device current per sample, shape ``(n_samples,)`` (A).
         tia_v: Amplifier output per sample (V).
         adc_v: ADC reading per sample (V).
@@ -68,6 +69,28 @@ class BenchRecord:
     def times_s(self) -> FloatArray:
         """Simulated time (s) of every sample."""
         return self.t0_s + np.arange(self.n_samples, dtype=np.float64) / self.sample_rate_hz
+
+
+@dataclass(frozen=True)
+class ExternalSine:
+    """A sine an instrument adds on one electrode by itself (a lock-in's sine output summed
+    onto the DAQ's DC at the breakout).
+
+    Attributes:
+        electrode_index: Row of the electrode it drives.
+        frequency_hz: Frequency (Hz).
+        amplitude_v: Peak amplitude (V).
+        phase_rad: Phase (rad) at simulated time 0.
+    """
+
+    electrode_index: int
+    frequency_hz: float
+    amplitude_v: float
+    phase_rad: float = 0.0
+
+    def values_v(self, times_s: FloatArray) -> FloatArray:
+        """The sine's voltage (V) at ``times_s`` (s of simulated time)."""
+        return self.amplitude_v * np.sin(2 * np.pi * self.frequency_hz * times_s + self.phase_rad)
 
 
 class BenchAudit:
@@ -177,6 +200,8 @@ class SimBench:
         self._play_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._applied_v = np.zeros(n)
+        self._electrode_v = np.zeros(n)
+        self._sines: dict[str, ExternalSine] = {}
         self._last_record: BenchRecord | None = None
         self._audit = BenchAudit(n)
         self._subscribers: list[Callable[[BenchRecord], None]] = []
@@ -223,6 +248,26 @@ class SimBench:
         with self._state_lock:
             return self._applied_v.copy()
 
+    def set_external_sine(self, key: str, sine: ExternalSine | None) -> None:
+        """Add (or, with None, remove) a sine that an instrument sums onto an electrode.
+
+        From the next :meth:`play` on, the electrode sees the DAQ's waveform plus every sine
+        (the audit checks that sum); :attr:`applied_v` stays what the DAQ holds.
+        """
+        if sine is not None and not 0 <= sine.electrode_index < self._n:
+            raise ValueError(f"electrode index {sine.electrode_index} outside 0..{self._n - 1}")
+        with self._play_lock, self._state_lock:
+            if sine is None:
+                self._sines.pop(key, None)
+            else:
+                self._sines[key] = sine
+
+    @property
+    def external_sines(self) -> dict[str, ExternalSine]:
+        """The sines instruments add, by key."""
+        with self._state_lock:
+            return dict(self._sines)
+
     def restore_held(self, voltages_v: ArrayLike) -> None:
         """Make the electrodes hold ``voltages_v`` (V) without playing anything.
 
@@ -237,6 +282,7 @@ class SimBench:
             if self._last_record is not None:
                 raise RuntimeError("restore_held is only for a bench that has played nothing")
             self._applied_v = held.copy()
+            self._electrode_v = held.copy()
 
     @property
     def audit(self) -> BenchAudit:
@@ -290,9 +336,14 @@ class SimBench:
         fs = float(sample_rate_hz)
         if not (math.isfinite(fs) and fs > 0.0):
             raise ValueError(f"sample_rate_hz must be positive (Hz), got {sample_rate_hz}.")
-        wf.setflags(write=False)
         n = wf.shape[1]
         with self._play_lock:
+            daq_last = wf[:, -1].copy()
+            if self._sines:
+                times = self._timebase.now_s + np.arange(n, dtype=np.float64) / fs
+                for sine in self._sines.values():
+                    wf[sine.electrode_index] += sine.values_v(times)
+            wf.setflags(write=False)
             current = np.asarray(self._model.current_a(wf.T), dtype=np.float64)
             if current.shape != (n,):
                 raise ValueError(
@@ -303,7 +354,7 @@ class SimBench:
             for arr in (current, out.tia_v, out.adc_v, measured):
                 arr.setflags(write=False)
             with self._state_lock:
-                held = self._applied_v
+                held = self._electrode_v
             self._audit.observe(held, wf, fs)
             record = BenchRecord(
                 t0_s=self._timebase.now_s,
@@ -316,7 +367,8 @@ class SimBench:
                 measured_current_a=measured,
             )
             with self._state_lock:
-                self._applied_v = wf[:, -1].copy()
+                self._applied_v = daq_last
+                self._electrode_v = wf[:, -1].copy()
                 self._last_record = record
                 subscribers = list(self._subscribers)
             self._timebase.advance(n / fs)

@@ -259,3 +259,24 @@ def test_concurrent_plays_are_serialised() -> None:
         assert nxt.t0_s == prev.t0_s + prev.duration_s
     assert bench.timebase.now_s == pytest.approx(total / FS)
     np.testing.assert_array_equal(bench.applied_v, delivered[-1].voltages_v[:, -1])
+
+
+def test_an_external_sine_reaches_the_electrode_and_the_audit_but_not_the_daq_state() -> None:
+    from simulated_hw.bench import ExternalSine
+
+    bench = _bench()
+    sine = ExternalSine(electrode_index=1, frequency_hz=50.0, amplitude_v=0.2)
+    bench.set_external_sine("lockin", sine)
+    n = 200
+    wave = np.full((3, n), 0.1)
+    record = bench.play(wave, FS)
+    expected = 0.1 + 0.2 * np.sin(2 * np.pi * 50.0 * np.arange(n) / FS)
+    np.testing.assert_allclose(record.voltages_v[1], expected)
+    np.testing.assert_allclose(record.voltages_v[0], 0.1)
+    assert bench.audit.max_v[1] == pytest.approx(expected.max())
+    np.testing.assert_allclose(bench.applied_v, 0.1)  # the DAQ holds its DC, not the sum
+    second = bench.play(wave, FS)  # the sine runs on in simulated time, phase-continuous
+    later = 0.1 + 0.2 * np.sin(2 * np.pi * 50.0 * (n + np.arange(n)) / FS)
+    np.testing.assert_allclose(second.voltages_v[1], later)
+    bench.set_external_sine("lockin", None)
+    np.testing.assert_allclose(bench.play(wave, FS).voltages_v[1], 0.1)
