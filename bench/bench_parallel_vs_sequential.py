@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=0.1, help="window per point (s)")
     parser.add_argument("--chunk", type=int, default=100, help="points per engine call")
     parser.add_argument(
-        "--demodulation", choices=["least_squares", "boxcar", "lockin"], default="least_squares"
+        "--demodulation",
+        choices=["least_squares", "boxcar", "software_lockin"],
+        default="least_squares",
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -120,3 +120,9 @@ def test_measure_prints_and_saves_the_sweep(tmp_path: Path, capsys) -> None:
     currents = np.array([p["mean_current_a"] for p in points])
     assert np.all(np.abs(currents) > 1e-9) and np.all(np.abs(currents) < 200e-9)
     assert np.ptp(currents) > 1e-9  # the sweep electrode changes the output
+
+
+def test_the_old_software_lockin_name_still_works_with_a_warning(sim_config) -> None:
+    with pytest.warns(FutureWarning, match="software_lockin"):
+        loaded = sim_config({"homodyne": {"demodulation": "lockin"}})
+    assert loaded.config.homodyne.demodulation == "software_lockin"

@@ -280,7 +280,7 @@ def test_gradient_cli_bad_arguments_exit_2(args, message, capsys) -> None:
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("demodulation", ["boxcar", "lockin"])
+@pytest.mark.parametrize("demodulation", ["boxcar", "software_lockin"])
 def test_other_demodulators_agree_on_a_coherent_plan(sim_config, demodulation) -> None:
     loaded = sim_config(exact=True)
     with build_device(loaded) as device:
@@ -302,7 +302,7 @@ def test_lockin_crosstalk_grows_as_tones_get_closer(sim_config) -> None:
             engine = engine_for(
                 device,
                 loaded,
-                demodulation="lockin",
+                demodulation="software_lockin",
                 frequencies_hz=freqs,
                 insist=True,
                 mains_hz=[],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from labctl.config.setup import _Strict
 
@@ -71,15 +72,34 @@ class HomodyneConfig(_Strict):
         description="'projection' onto the calibrated phase, or the lab's sign-by-phase rule.",
     )
     phase_threshold_deg: float = Field(90.0, gt=0, lt=180, description="Sign-rule threshold.")
-    demodulation: Literal["least_squares", "boxcar", "lockin"] = Field(
+    demodulation: Literal["least_squares", "boxcar", "software_lockin"] = Field(
         "least_squares",
-        description="Joint least-squares fit, plain boxcar averages, or a streaming software "
-        "lock-in (mix, n-th order RC low-pass, averaged over each window).",
+        description="How the sampled record is demodulated: joint least-squares fit, plain "
+        "boxcar averages, or a streaming software lock-in (mix, n-th order RC low-pass, "
+        "averaged over each window). The old name 'lockin' is accepted with a warning. Hardware "
+        "lock-in amplifiers are instruments of the setup, not a demodulation.",
     )
-    lockin_order: int = Field(4, ge=1, le=8, description="Lock-in low-pass order (6 dB/oct each).")
+    lockin_order: int = Field(
+        4, ge=1, le=8, description="Software lock-in low-pass order (6 dB/oct each)."
+    )
     lockin_time_constant_s: float = Field(
-        0.01, gt=0, description="Lock-in time constant of each RC section (s)."
+        0.01, gt=0, description="Software lock-in time constant of each RC section (s)."
     )
+
+    @field_validator("demodulation", mode="before")
+    @classmethod
+    def _renamed_software_lockin(cls, value: object) -> object:
+        if value == "lockin":
+            warnings.warn(
+                "homodyne.demodulation: 'lockin' is now called 'software_lockin' (the streaming "
+                "software lock-in on the sampled record); write that instead. Hardware lock-in "
+                "amplifiers are configured as instruments under setup.instruments.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return "software_lockin"
+        return value
+
     fd_step_v: float = Field(0.01, gt=0, description="Finite-difference half step (V).")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     adaptive: AdaptiveAmplitudeConfig | None = None

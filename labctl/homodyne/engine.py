@@ -285,7 +285,7 @@ class GradientEngine:
         record = acquisition.current_a[0]
         saturated = bool(acquisition.saturated.any())
         lockin = None
-        if self._settings.demodulation == "lockin":
+        if self._settings.demodulation == "software_lockin":
             lockin = StreamingLockIn(
                 self._rate,
                 tones.frequencies_hz,
