@@ -375,11 +375,37 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    """Open the desktop application (PyQt5 + pyqtgraph; the `gui` extra)."""
+    try:
+        from labctl.gui.app import run_gui
+    except ImportError as exc:
+        raise UsageError(
+            f"the GUI needs PyQt5 and pyqtgraph ({exc}); install them with "
+            "`pip install -e '.[gui]'`"
+        ) from None
+    return run_gui(args)
+
+
 def cmd_sim_daq(args: argparse.Namespace) -> int:
     """Serve the simulated NI gRPC Device Server on localhost until interrupted."""
     from simulated_hw.nidaq_server.cli import run_sim_daq
 
     return run_sim_daq(args)
+
+
+def cmd_sim_lockin(args: argparse.Namespace) -> int:
+    """Serve one simulated lock-in amplifier (SR830 or SR860) on localhost until interrupted."""
+    from simulated_hw.lockin_server.cli import run_sim_lockin
+
+    return run_sim_lockin(args)
+
+
+def cmd_sim_lab(args: argparse.Namespace) -> int:
+    """Serve the simulated NI gRPC server and lock-ins over one shared bench."""
+    from simulated_hw.lockin_server.cli import run_sim_lab
+
+    return run_sim_lab(args)
 
 
 class UsageError(ValueError):
@@ -442,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", default="runs", help="runs directory (default: runs)")
     p.set_defaults(func=cmd_runs)
 
+    p = sub.add_parser("gui", help="open the desktop application (setup, manual, runs, plots)")
+    p.add_argument("config", nargs="?", help="YAML configuration to load")
+    p.add_argument("--runs", default="runs", help="runs directory for the run browser")
+    p.set_defaults(func=cmd_gui)
+
     p = sub.add_parser("devices", help="list the DAQ devices and instruments a backend reaches")
     p.add_argument("config", nargs="?", help="YAML configuration (default: every backend)")
     p.set_defaults(func=cmd_devices)
@@ -452,6 +483,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="simulated devices and bench (YAML; default: built in)")
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
     p.set_defaults(func=cmd_sim_daq)
+
+    p = sub.add_parser("sim-lockin", help="serve a simulated SR830/SR860 lock-in on localhost")
+    p.add_argument("--model", choices=["sr830", "sr860"], default="sr830")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
+    p.add_argument("--bench-config", help="labctl YAML whose simulated bench it reads")
+    p.set_defaults(func=cmd_sim_lockin)
+
+    p = sub.add_parser(
+        "sim-lab", help="serve the simulated NI gRPC server and lock-ins over one shared bench"
+    )
+    p.add_argument("config", help="YAML describing the simulated instruments and their wiring")
+    p.set_defaults(func=cmd_sim_lab)
 
     p = sub.add_parser("export", help="export a run to HDF5 or CSV")
     p.add_argument("run_dir", help="run directory")
