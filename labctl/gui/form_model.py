@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from labctl.config import ConfigError, ConfigIssue, LabConfig, LoadedConfig, parse_config
-from labctl.homodyne.plan import FrequencyPlan, PlanError, plan_frequencies, validate_frequencies
+from labctl.homodyne.engine import plan_from_settings
+from labctl.homodyne.plan import FrequencyPlan, PlanError
 
 PathPart = str | int
 FieldPath = tuple[PathPart, ...]
@@ -296,31 +297,8 @@ def plan_for(config: LabConfig, sample_rate_hz: float | None = None) -> Frequenc
     Raises:
         PlanError: No plan satisfies the settings; the message says what to relax.
     """
-    s = config.homodyne
     rate = float(sample_rate_hz if sample_rate_hz is not None else config.setup.sample_rate_hz)
-    if s.frequencies_hz is not None:
-        return validate_frequencies(
-            list(s.frequencies_hz),
-            rate,
-            s.window_s,
-            insist=s.insist,
-            min_spacing_hz=s.min_spacing_hz,
-            mains_hz=tuple(s.mains_hz),
-            mains_guard_bins=s.mains_guard_bins,
-            max_order=s.max_order,
-            curvature=s.curvature,
-        )
-    return plan_frequencies(
-        rate,
-        s.window_s,
-        len(config.perturbed_electrodes()),
-        band_hz=s.band_hz,
-        min_spacing_hz=s.min_spacing_hz,
-        mains_hz=tuple(s.mains_hz),
-        mains_guard_bins=s.mains_guard_bins,
-        max_order=s.max_order,
-        curvature=s.curvature,
-    )
+    return plan_from_settings(config.homodyne, rate, len(config.perturbed_electrodes()))
 
 
 # ---------------------------------------------------------------------------------- defaults

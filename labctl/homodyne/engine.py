@@ -122,6 +122,40 @@ class GradientBatch:
         return any(r.saturated for r in self.results)
 
 
+def plan_from_settings(
+    settings: HomodyneConfig, sample_rate_hz: float, n_tones: int
+) -> FrequencyPlan:
+    """The frequency plan ``settings`` describe at ``sample_rate_hz`` (Hz) for ``n_tones``.
+
+    Explicit ``frequencies_hz`` are validated; otherwise ``n_tones`` tones are planned in
+    ``band_hz``. Raises :class:`~labctl.homodyne.plan.PlanError` saying what to relax.
+    """
+    s = settings
+    if s.frequencies_hz is not None:
+        return validate_frequencies(
+            list(s.frequencies_hz),
+            sample_rate_hz,
+            s.window_s,
+            insist=s.insist,
+            min_spacing_hz=s.min_spacing_hz,
+            mains_hz=tuple(s.mains_hz),
+            mains_guard_bins=s.mains_guard_bins,
+            max_order=s.max_order,
+            curvature=s.curvature,
+        )
+    return plan_frequencies(
+        sample_rate_hz,
+        s.window_s,
+        n_tones,
+        band_hz=s.band_hz,
+        min_spacing_hz=s.min_spacing_hz,
+        mains_hz=tuple(s.mains_hz),
+        mains_guard_bins=s.mains_guard_bins,
+        max_order=s.max_order,
+        curvature=s.curvature,
+    )
+
+
 class GradientEngine:
     """Measures gradients on a safe device as the ``homodyne`` configuration says.
 
@@ -392,30 +426,7 @@ class GradientEngine:
 
     # -- pieces ------------------------------------------------------------------------------
     def _make_plan(self) -> FrequencyPlan:
-        s = self._settings
-        if s.frequencies_hz is not None:
-            return validate_frequencies(
-                list(s.frequencies_hz),
-                self._rate,
-                s.window_s,
-                insist=s.insist,
-                min_spacing_hz=s.min_spacing_hz,
-                mains_hz=tuple(s.mains_hz),
-                mains_guard_bins=s.mains_guard_bins,
-                max_order=s.max_order,
-                curvature=s.curvature,
-            )
-        return plan_frequencies(
-            self._rate,
-            s.window_s,
-            len(self._names),
-            band_hz=s.band_hz,
-            min_spacing_hz=s.min_spacing_hz,
-            mains_hz=tuple(s.mains_hz),
-            mains_guard_bins=s.mains_guard_bins,
-            max_order=s.max_order,
-            curvature=s.curvature,
-        )
+        return plan_from_settings(self._settings, self._rate, len(self._names))
 
     def _drive(self, points: FloatArray, tones: ToneSet | None) -> Drive:
         s = self._settings
