@@ -86,6 +86,16 @@ class BenchLockIn:
     def tone_off(self) -> None:
         self.log.append("tone off")
 
+    residual_v_peak = 0.0
+    reference_hz = 1000.0
+
+    def residual_tone(self, electrode: str, reference_hz: float | None = None) -> ToneSpec | None:
+        """Like an SR830, the sine output may not go to 0 V: a residual at the reference."""
+        if self.residual_v_peak == 0.0:
+            return None
+        frequency = self.reference_hz if reference_hz is None else reference_hz
+        return ToneSpec(electrode, frequency, self.residual_v_peak)
+
 
 CALLS: list[str] = []
 
@@ -180,7 +190,7 @@ def test_a_sine_spec_that_breaks_a_limit_is_refused_before_anything_is_programme
 ) -> None:
     device = build_device(composite_config())
     with device:
-        (lockin,) = device.demodulators.values()
+        (lockin,) = (d.instrument for d in device.demodulators.values())  # type: ignore[attr-defined]
         with pytest.raises(SafetyViolation, match=rule) as info:
             device.program_tones([spec])
         assert info.value.electrode == "e3"
@@ -234,3 +244,25 @@ def test_backend_and_instruments_are_exclusive() -> None:
     data = merge_overrides(data, COMPOSITE)
     with pytest.raises(ConfigError, match="either 'backend'"):
         parse_config(yaml.safe_dump(data))
+
+
+def test_a_sine_output_that_cannot_reach_0_v_counts_everywhere() -> None:
+    """An SR830's sine output cannot go below 4 mV rms: that residual is in every check, and
+    moving the reference (which moves the residual) is checked before it is sent."""
+    device = build_device(composite_config())
+    with device:
+        (lockin,) = device.demodulators.values()
+        raw = lockin.instrument  # type: ignore[attr-defined]
+        assert isinstance(raw, BenchLockIn)
+        raw.residual_v_peak = math.sqrt(2) * 0.004
+        # a reference so high that the residual alone breaks the slew limit is refused
+        with pytest.raises(SafetyViolation, match="slew"):
+            lockin.configure(DemodulatorSettings(20_000.0, 1, 0.01, 24, 1e-6))
+        assert raw._settings.reference_hz == 100.0  # nothing was sent
+        lockin.configure(DemodulatorSettings(1000.0, 1, 0.01, 24, 1e-6))
+        # at 1 kHz the residual fits, but it narrows what a waveform may do on e3
+        up = np.linspace(0.0, 1.2, 1200)
+        wave = np.zeros((7, 2 * up.size))
+        wave[3] = np.concatenate([up, up[::-1]])
+        with pytest.raises(SafetyViolation, match="maximum"):
+            device.apply(wave)

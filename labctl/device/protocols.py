@@ -138,6 +138,14 @@ class SineSource(Instrument, Protocol):
     def tone_off(self) -> None:
         """Bring the sine output to its minimum: the safe state."""
 
+    def residual_tone(self, electrode: str, reference_hz: float | None = None) -> ToneSpec | None:
+        """The sine the output still makes on ``electrode`` in its safe state, or None for none.
+
+        An SR830 cannot go below 4 mV rms, at its reference frequency: that residual counts in
+        every check. ``reference_hz`` asks for the residual if the reference were moved there
+        (default: where it is). Must not talk to the instrument (it is called on every check).
+        """
+
 
 @runtime_checkable
 class ReferenceSwitch(Protocol):

@@ -33,7 +33,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -46,7 +46,12 @@ from labctl.device.checks import (
 )
 from labctl.device.composite import Composite
 from labctl.device.knowledge import ElectrodeKnowledge
-from labctl.device.protocols import DemodulatedReadout, SineSource
+from labctl.device.protocols import (
+    DemodulatedReading,
+    DemodulatedReadout,
+    DemodulatorSettings,
+    SineSource,
+)
 from labctl.device.reports import DeviceShutDown, ShutdownFailed, ShutdownReport
 from labctl.device.signals import TerminatedBySignal, shutdown_on_signals, signals_deferred
 from labctl.device.state import VoltageStateFile
@@ -76,6 +81,39 @@ log = logging.getLogger(__name__)
 
 ZERO_TOLERANCE_V = 1e-3
 """A readback within this of 0 V (V) verifies a shutdown."""
+
+
+class _CheckedDemodulator:
+    """A demodulated readout seen through the safety layer: configuring goes through
+    :meth:`SafeDevice.configure_demodulator`; reading passes straight through."""
+
+    def __init__(self, device: SafeDevice, name: str, demodulator: DemodulatedReadout) -> None:
+        self._device = device
+        self._name = name
+        self._demodulator = demodulator
+
+    def open(self) -> None:
+        """Opened with the device."""
+
+    def close(self) -> None:
+        """Closed with the device."""
+
+    def identity(self) -> dict[str, Any]:
+        return self._demodulator.identity()
+
+    def configure(self, settings: DemodulatorSettings) -> DemodulatorSettings:
+        return self._device.configure_demodulator(self._name, settings)
+
+    def settling_time_s(self) -> float:
+        return self._demodulator.settling_time_s()
+
+    def read(self) -> DemodulatedReading:
+        return self._demodulator.read()
+
+    @property
+    def instrument(self) -> DemodulatedReadout:
+        """The instrument underneath (for identities and simulator tests)."""
+        return self._demodulator
 
 
 class SafeDevice:
@@ -183,8 +221,48 @@ class SafeDevice:
 
     @property
     def demodulators(self) -> Mapping[str, DemodulatedReadout]:
-        """The demodulated readouts (lock-ins) by instrument name; reading them moves nothing."""
-        return dict(self._setup.demodulators)
+        """The demodulated readouts (lock-ins) by instrument name.
+
+        Reading them moves nothing. Configuring one that is also a sine source moves its
+        reference, and so its sine (or the residual of its safe state): those go through
+        :meth:`configure_demodulator`, which checks the sine at the new frequency first.
+        """
+        return {
+            name: _CheckedDemodulator(self, name, d) for name, d in self._setup.demodulators.items()
+        }
+
+    def configure_demodulator(
+        self, name: str, settings: DemodulatorSettings
+    ) -> DemodulatorSettings:
+        """Configure demodulated readout ``name``; if it is also a sine source, the sine it
+        will make at the new reference (its tone, or its safe-state residual) is checked first.
+
+        Raises:
+            SafetyViolation: That sine would break a limit; nothing was sent.
+        """
+        demodulator = self._setup.demodulators[name]
+        with self._cond:
+            reference_hz = (
+                settings.reference_hz
+            )  # the sine output runs at the reference, not the harmonic
+            moved: list[ToneSpec] = []
+            for electrode, source in self._setup.sine_sources.items():
+                if source is not cast(object, demodulator):
+                    continue
+                for spec in self._tones.get(electrode, []):
+                    moved.append(replace(spec, frequency_hz=reference_hz))
+                if electrode not in self._tones:
+                    residual = source.residual_tone(electrode, reference_hz)
+                    if residual is not None:
+                        moved.append(residual)
+            if moved:
+                others = [
+                    spec
+                    for spec in self._active_tones()
+                    if spec.electrode not in {m.electrode for m in moved}
+                ]
+                check_tone_specs([*others, *moved], self._electrodes, self._limits, self._dc_now())
+            return demodulator.configure(settings)
 
     @property
     def sine_sources(self) -> Mapping[str, SineSource]:
@@ -407,12 +485,7 @@ class SafeDevice:
             self._knowledge.require_known()
             replaced = {s.electrode for s in specs}
             kept = [s for e, tones in self._tones.items() if e not in replaced for s in tones]
-            dc = dict(dc_v or {})
-            for row, electrode in enumerate(self._electrodes):
-                held = float(self._knowledge.held_v[row])
-                dc.setdefault(
-                    electrode.name, (min(held, electrode.rest_v), max(held, electrode.rest_v))
-                )
+            dc = {**self._dc_now(), **(dc_v or {})}
             check_tone_specs([*kept, *specs], self._electrodes, self._limits, dc)
             by_electrode: dict[str, list[ToneSpec]] = {}
             for spec in specs:
@@ -528,7 +601,23 @@ class SafeDevice:
 
     # -- internals ------------------------------------------------------------------------
     def _active_tones(self) -> list[ToneSpec]:
-        return [spec for tones in self._tones.values() for spec in tones]
+        """Every sine on the electrodes: programmed tones, and safe-state residuals."""
+        specs = [spec for tones in self._tones.values() for spec in tones]
+        for electrode, source in self._setup.sine_sources.items():
+            if electrode not in self._tones:
+                residual = source.residual_tone(electrode)
+                if residual is not None:
+                    specs.append(residual)
+        return specs
+
+    def _dc_now(self) -> dict[str, tuple[float, float]]:
+        """Per electrode, the DC range (V) it sits in between records: held and rest."""
+        dc: dict[str, tuple[float, float]] = {}
+        for row, electrode in enumerate(self._electrodes):
+            held = float(self._knowledge.held_v[row])
+            held = electrode.rest_v if held != held else held
+            dc[electrode.name] = (min(held, electrode.rest_v), max(held, electrode.rest_v))
+        return dc
 
     def _ensure_open(self, allow_shut_down: bool = False) -> None:
         if not self._opened:
