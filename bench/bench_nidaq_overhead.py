@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped, unused-ignore]
 import numpy as np
 import yaml
 
@@ -45,7 +45,7 @@ FREQUENCIES_HZ = (130.0, 170.0, 270.0, 330.0, 520.0)
 AMPLITUDE_V = 0.01
 
 
-class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc, unused-ignore]
     """Counts the unary RPCs the client makes."""
 
     def __init__(self) -> None:

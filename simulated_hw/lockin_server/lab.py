@@ -1,0 +1,232 @@
+"""``labctl sim-lab``: the simulated NI gRPC server and lock-ins on one shared bench.
+
+A lab file (``configs/sim_lab/*.yaml``) has three sections::
+
+    bench:                       # the one SimBench everything shares (as in configs/sim_daq)
+      config: ../sim_dnpu.yaml   # labctl YAML with backend: simulated (relative to this file)
+      realtime: null             # null: as that config says; true: pace to the wall clock
+      settings: {}               # overrides of its backend settings, e.g. {effects: {noise: false}}
+    daq:                         # optional: the simulated NI gRPC Device Server
+      config: ../sim_daq/cdaq9178.yaml
+      port: 31763
+    lockins:                     # any number of simulated lock-ins
+      - {model: sr830, port: 31764, sine_electrode: e3}
+      - {model: sr860, port: 31765, input: tia, external_reference_hz: null}
+
+Without a ``bench`` section the DAQ file's ``bench`` section is used (or ``configs/sim_dnpu.yaml``).
+``sine_electrode`` is an electrode name of the bench's labctl config or an index. Every
+server binds to 127.0.0.1; port 0 picks a free one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from labctl.config import ConfigError, ConfigIssue, load_config
+from simulated_hw.bench import SimBench
+from simulated_hw.lockin_server.server import LockinServer, serve_lockin
+from simulated_hw.nidaq_server.config import (
+    DEFAULT_SERVER_CONFIG,
+    BenchSection,
+    SimDaqConfig,
+    load_sim_daq_config,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _relative(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        return (Path(base) / value).resolve()
+    return value
+
+
+class DaqSection(_Strict):
+    """The simulated NI gRPC Device Server."""
+
+    config: Path = Field(
+        DEFAULT_SERVER_CONFIG, description="Server YAML (configs/sim_daq/...), relative to here."
+    )
+    port: int = Field(0, ge=0, le=65535, description="TCP port on 127.0.0.1 (0: any free).")
+
+    @field_validator("config")
+    @classmethod
+    def _config_path(cls, value: Path, info: ValidationInfo) -> Path:
+        return _relative(value, info)
+
+
+class LockinSection(_Strict):
+    """One simulated lock-in amplifier."""
+
+    model: Literal["sr830", "sr860"] = Field(description="Which instrument.")
+    port: int = Field(0, ge=0, le=65535, description="TCP port on 127.0.0.1 (0: any free).")
+    sine_electrode: str | int | None = Field(
+        None, description="Electrode (name or index) the sine output is wired to; null: none."
+    )
+    input: str = Field(
+        "tia", description="Voltage input: 'tia' (amplifier output), 'adc' or 'electrode:N'."
+    )
+    external_reference_hz: float | None = Field(
+        None, gt=0, description="Frequency (Hz) of a sine on REF IN; null: nothing connected."
+    )
+    trigger_on_record: bool = Field(
+        True, description="Each bench record start pulses TRIG IN (DAQ start trigger wired)."
+    )
+
+
+class LabConfig(_Strict):
+    """A simulated lab: one bench, an optional DAQ server, lock-ins."""
+
+    bench: BenchSection | None = None
+    daq: DaqSection | None = None
+    lockins: list[LockinSection] = Field(default_factory=list)
+
+
+def load_lab_config(path: str | Path) -> LabConfig:
+    """Read and validate a lab YAML; relative paths inside are relative to the file.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or does not validate.
+    """
+    path = Path(path)
+    label = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(label, [ConfigIssue("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(label, [ConfigIssue("", f"cannot read the file: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(label, [ConfigIssue("", f"not valid YAML: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(label, [ConfigIssue("", "the top level must be a mapping")])
+    try:
+        return LabConfig.model_validate(data, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        issues = []
+        for error in exc.errors():
+            loc = ".".join(str(part) for part in error["loc"])
+            issues.append(ConfigIssue(loc, error["msg"].removeprefix("Value error, ")))
+        raise ConfigError(label, issues) from None
+
+
+def _electrode_index(value: str | int, bench_config: Path, where: str, n: int) -> int:
+    if isinstance(value, int):
+        index = value
+    else:
+        names = [e.name for e in load_config(bench_config).setup.electrodes]
+        if value not in names:
+            raise ConfigError(
+                where, [ConfigIssue("sine_electrode", f"no electrode {value!r} in {names}")]
+            )
+        index = names.index(value)
+    if not 0 <= index < n:
+        raise ConfigError(
+            where, [ConfigIssue("sine_electrode", f"index {index} outside 0..{n - 1}")]
+        )
+    return index
+
+
+@dataclass
+class SimLab:
+    """Running servers of a lab (stop with :meth:`stop` or as a context manager).
+
+    Attributes:
+        bench: The shared bench.
+        daq: The NI gRPC server (None when the lab has none).
+        lockins: The lock-in servers, in file order.
+        sine_electrodes: Electrode name (or index) each lock-in's sine drives, None if none.
+    """
+
+    bench: SimBench
+    daq: Any = None
+    lockins: list[LockinServer] = field(default_factory=list)
+    sine_electrodes: list[str | int | None] = field(default_factory=list)
+
+    def addresses(self) -> list[str]:
+        """One line per server: what it is and where it listens."""
+        lines = []
+        if self.daq is not None:
+            lines.append(f"NI gRPC Device Server (simulated) listening on {self.daq.address}")
+        for server, wired in zip(self.lockins, self.sine_electrodes, strict=True):
+            line = f"{server.instrument.model} (simulated) listening on {server.resource}"
+            if wired is not None:
+                line += f" (sine output -> electrode {wired})"
+            lines.append(line)
+        return lines
+
+    def stop(self) -> None:
+        """Stop every server (lock-ins first, their sines go off; then the DAQ server)."""
+        for server in self.lockins:
+            server.stop()
+        if self.daq is not None:
+            self.daq.stop()
+
+    def __enter__(self) -> SimLab:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_lab(config: LabConfig | str | Path, *, label: str = "lab") -> SimLab:
+    """Build the shared bench and start every server of ``config``.
+
+    Raises:
+        ConfigError: A configuration does not load.
+        OSError: A port cannot be bound (servers already started are stopped again).
+    """
+    if not isinstance(config, LabConfig):
+        label = str(config)
+        config = load_lab_config(config)
+    from simulated_hw.nidaq_server import build_bench, serve
+
+    daq_config: SimDaqConfig | None = None
+    if config.daq is not None:
+        daq_config = load_sim_daq_config(config.daq.config)
+    bench_section = config.bench
+    if bench_section is None:
+        bench_section = daq_config.bench if daq_config is not None else BenchSection()
+    base = daq_config if daq_config is not None else load_sim_daq_config(None)
+    bench = build_bench(base.model_copy(update={"bench": bench_section}))
+    lab = SimLab(bench)
+    try:
+        if config.daq is not None and daq_config is not None:
+            lab.daq = serve(daq_config, port=config.daq.port, bench=bench)
+        for i, entry in enumerate(config.lockins):
+            index = None
+            if entry.sine_electrode is not None:
+                where = f"{label}: lockins[{i}]"
+                index = _electrode_index(
+                    entry.sine_electrode, bench_section.config, where, bench.n_electrodes
+                )
+            server = serve_lockin(
+                entry.model,
+                bench=bench,
+                port=entry.port,
+                sine_electrode=index,
+                input_signal=entry.input,
+            )
+            lab.lockins.append(server)
+            lab.sine_electrodes.append(entry.sine_electrode)
+            server.instrument.trigger_on_record = entry.trigger_on_record
+            if entry.external_reference_hz is not None:
+                server.external_reference_hz = entry.external_reference_hz
+    except BaseException:
+        lab.stop()
+        raise
+    return lab
