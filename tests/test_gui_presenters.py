@@ -274,3 +274,12 @@ def test_eta_and_status_text() -> None:
     assert "iteration 4/10" in text and "device time 1.5 s" in text and "ETA 1:15" in text
     assert "ETA" not in status_text(RunState.FINISHED, 9, 10, 5.0, None)
     assert format_duration(3700) == "1:01:40" and format_duration(None) == "–"
+
+
+def test_no_display_is_a_clear_error_not_a_qt_abort() -> None:
+    from labctl.gui.app import display_problem
+
+    assert "xvfb-run" in (display_problem({}, "linux") or "")
+    assert display_problem({"DISPLAY": ":0"}, "linux") is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert display_problem({}, "win32") is None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyqtgraph as pg  # type: ignore[import-untyped]
 from PyQt5.QtGui import QColor, QPalette
 from PyQt5.QtWidgets import QApplication
 
-from labctl.exit_codes import EXIT_OK
+from labctl.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from labctl.gui.main_window import MainWindow
 
 
@@ -47,6 +49,23 @@ def create_window(config: str | Path | None, runs: str | Path) -> MainWindow:
     return MainWindow(Path(runs), Path(config) if config else None)
 
 
+def display_problem(environ: Mapping[str, str], platform: str) -> str | None:
+    """Why Qt would find no screen to open a window on (it aborts the process then), or None.
+
+    Only on Linux and the BSDs, where a window needs an X or Wayland display unless a Qt
+    platform is chosen explicitly (``QT_QPA_PLATFORM``, e.g. ``offscreen``).
+    """
+    if platform.startswith(("win", "darwin")) or environ.get("QT_QPA_PLATFORM"):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set). Run it "
+        "in a desktop session, under `xvfb-run -a labctl gui ...`, or set "
+        "QT_QPA_PLATFORM=offscreen for a window nobody sees"
+    )
+
+
 def run_gui(args: argparse.Namespace) -> int:
     """Open the desktop application; returns the exit code when its window is closed.
 
@@ -54,6 +73,10 @@ def run_gui(args: argparse.Namespace) -> int:
     of the run browser.
     """
     logging.getLogger("labctl").setLevel(logging.INFO)
+    problem = display_problem(os.environ, sys.platform)
+    if problem is not None and QApplication.instance() is None:
+        print(f"labctl gui: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("labctl")
