@@ -25,6 +25,7 @@ import yaml
 from pydantic import ValidationError
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
+from pyvisa.util import from_ieee_block
 
 from drivers.srs import (
     SR830,
@@ -1456,3 +1457,370 @@ def test_the_sr830_residual_sine_is_reported_at_the_reference_frequency() -> Non
     assert instrument.residual_tone("e3", 250.0).frequency_hz == 250.0
     instrument.close()
     resource.assert_done()
+
+
+# -- part 3: X/Y during a record (SR830 data buffer, SR86x capture) ---------------------------
+def ieee_block(values: Sequence[float] | np.ndarray) -> bytes:
+    """An IEEE 488.2 definite-length block of little-endian float32, as CAPTUREGET? sends."""
+    data = np.asarray(values, dtype="<f4").tobytes()
+    size = str(len(data))
+    return b"#" + str(len(size)).encode() + size.encode() + data
+
+
+class BinaryScriptedResource(ScriptedResource):
+    """A :class:`ScriptedResource` that also plays ``query_binary_values`` (reply: bytes)."""
+
+    def query_binary_values(
+        self, message: str, datatype: str = "f", is_big_endian: bool = False, **kwargs: Any
+    ) -> list[float]:
+        assert (datatype, is_big_endian, kwargs) == ("f", False, {})
+        self.write(message)
+        if not self._has_pending:
+            pytest.fail(f"{message!r} is not a query in the transcript")
+        reply, self._pending, self._has_pending = self._pending, None, False
+        if isinstance(reply, BaseException):
+            raise reply
+        assert isinstance(reply, bytes)
+        return list(from_ieee_block(reply, datatype, is_big_endian))
+
+
+@contextmanager
+def binary_protocol(driver: type[SRSLockin], transcript: Sequence[Any]) -> Iterator[Any]:
+    """:func:`expected_protocol` over a resource that reads binary blocks too."""
+    resource = BinaryScriptedResource([*preamble(driver), *transcript], "TCPIP::h::1865::SOCKET")
+    yield driver(resource)
+    resource.assert_done()
+
+
+SR830_ARM_ON_TRIGGER = [
+    ("DDEF 1,0,0", None),
+    ("DDEF 2,0,0", None),
+    ("SRAT 13", None),
+    ("SEND 0", None),
+    ("TSTR 1", None),
+    ("REST", None),
+    ("*ESR?", "0"),
+]
+
+
+def test_sr830_buffered_xy_arms_on_the_trigger_reads_both_traces_and_pauses() -> None:
+    transcript = [
+        *SR830_ARM_ON_TRIGGER,
+        ("SPTS?", "3"),
+        ("TRCA? 1,0,3", "+1.000000e-03,+2.000000e-03,+3.000000e-03,"),  # the trailing comma
+        ("TRCA? 2,0,3", "-1e-06,-2e-06,-3e-06"),  # and without it
+        ("PAUS", None),
+    ]
+    with expected_protocol(SR830, transcript) as lockin:
+        lockin.start_buffered_xy(512.0)
+        x, y, rate = lockin.read_buffered_xy()
+        lockin.stop_buffer()
+    np.testing.assert_array_equal(x, [1e-3, 2e-3, 3e-3])
+    np.testing.assert_array_equal(y, [-1e-6, -2e-6, -3e-6])
+    assert rate == 512.0
+
+
+def test_sr830_buffered_xy_starts_now_without_the_trigger() -> None:
+    transcript = [
+        ("DDEF 1,0,0", None),
+        ("DDEF 2,0,0", None),
+        ("SRAT 0", None),
+        ("SEND 0", None),
+        ("TSTR 0", None),
+        ("REST", None),
+        ("STRT", None),
+        ("*ESR?", "0"),
+        ("SPTS?", "0"),  # nothing stored yet: no TRCA? (it refuses a count of 0)
+    ]
+    with expected_protocol(SR830, transcript) as lockin:
+        lockin.start_buffered_xy(0.0625, on_trigger=False)
+        x, y, rate = lockin.read_buffered_xy()
+    assert (x.size, y.size, rate) == (0, 0, 0.0625)
+
+
+def test_sr830_buffer_started_elsewhere_takes_its_rate_from_srat() -> None:
+    transcript = [("SPTS?", "1"), ("SRAT?", "4"), ("TRCA? 1,0,1", "+5e-3,"), ("TRCA? 2,0,1", "0,")]
+    with expected_protocol(SR830, transcript) as lockin:
+        x, y, rate = lockin.read_buffered_xy()
+    assert (list(x), list(y), rate) == ([5e-3], [0.0], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("rate", "kwargs", "match"),
+    [
+        (1000.0, {}, "not one of the SR830's storage rates"),
+        (3.0, {}, "62.5 mHz × 2"),
+        (0.03125, {}, "storage rate"),
+        (0.0, {}, "storage rate"),
+        (-512.0, {}, "storage rate"),
+        (math.nan, {}, "storage rate"),
+        ("512", {}, "storage rate"),
+        (True, {}, "storage rate"),
+        (512.0, {"on_trigger": 1}, "on_trigger"),
+    ],
+)
+def test_sr830_buffered_xy_refusals_send_nothing(
+    rate: Any, kwargs: dict[str, Any], match: str
+) -> None:
+    with expected_protocol(SR830, []) as lockin, pytest.raises(LockinValueError, match=match):
+        lockin.start_buffered_xy(rate, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("transcript", "match"),
+    [
+        ([("SPTS?", "16384")], "SPTS"),
+        ([("SPTS?", "2"), ("SRAT?", "14")], "SRAT"),
+        ([("SPTS?", "2"), ("SRAT?", "3"), ("TRCA? 1,0,2", "+1e-3,")], "2 numbers"),
+        ([("SPTS?", "1"), ("SRAT?", "3"), ("TRCA? 1,0,1", "junk,")], "1 numbers"),
+    ],
+)
+def test_sr830_buffer_replies_that_do_not_fit_are_protocol_errors(
+    transcript: list[Step], match: str
+) -> None:
+    with (
+        expected_protocol(SR830, transcript) as lockin,
+        pytest.raises(LockinProtocolError, match=match),
+    ):
+        lockin.read_buffered_xy()
+
+
+def test_sr830_buffered_xy_flagged_by_the_instrument_is_a_command_error() -> None:
+    transcript = [*SR830_ARM_ON_TRIGGER[:-1], ("*ESR?", "16"), ("SPTS?", "0"), ("SRAT?", "13")]
+    with expected_protocol(SR830, transcript) as lockin:
+        with pytest.raises(LockinCommandError, match="EXE"):
+            lockin.start_buffered_xy(512.0)
+        assert lockin.read_buffered_xy()[2] == 512.0  # the rate is asked, not assumed
+
+
+SR860_MAX = "1220.703125"  # 1.25 MHz / 1024
+
+
+def test_sr860_capture_xy_arms_on_the_trigger_reads_the_block_and_stops() -> None:
+    captured = [1e-3, -1e-6, 2e-3, -2e-6, 3e-3, -3e-6]
+    transcript = [
+        ("CAPTURERATEMAX?", SR860_MAX),
+        ("CAPTURESTOP", None),
+        ("CAPTURECFG XY", None),
+        ("CAPTURERATE 2", None),
+        ("CAPTURELEN 2", None),
+        ("CAPTURESTART ONE, TRIG", None),
+        ("*ESR?", "0"),
+        ("CAPTUREBYTES?", "24"),
+        ("CAPTUREGET? 0,1", ieee_block([*captured, *[0.0] * 250])),  # 1 kB, zeros after
+        ("CAPTURESTOP", None),
+    ]
+    with binary_protocol(SR860, transcript) as lockin:
+        lockin.start_capture_xy(1220.703125 / 4, length_kb=2)
+        x, y, rate = lockin.read_capture_xy()
+        lockin.stop_capture()
+    np.testing.assert_allclose(x, [1e-3, 2e-3, 3e-3], rtol=1e-7)
+    np.testing.assert_allclose(y, [-1e-6, -2e-6, -3e-6], rtol=1e-7)
+    assert rate == 1220.703125 / 4
+
+
+def test_sr860_capture_xy_starts_now_and_reads_in_blocks_of_64_kb() -> None:
+    n_bytes = 70 * 1024 - 8
+    values = np.arange(n_bytes // 4, dtype=np.float64)
+    transcript = [
+        ("CAPTURERATEMAX?", SR860_MAX),
+        ("CAPTURESTOP", None),
+        ("CAPTURECFG XY", None),
+        ("CAPTURERATE 0", None),
+        ("CAPTURELEN 4096", None),
+        ("CAPTURESTART ONE, IMM", None),
+        ("*ESR?", "0"),
+        ("CAPTUREBYTES?", str(n_bytes)),
+        ("CAPTUREGET? 0,64", ieee_block(values[: 64 * 256])),
+        ("CAPTUREGET? 64,6", ieee_block([*values[64 * 256 :], 0.0, 0.0])),
+    ]
+    with binary_protocol(SR860, transcript) as lockin:
+        lockin.start_capture_xy(1220.703125, length_kb=4096, on_trigger=False)
+        x, y, rate = lockin.read_capture_xy()
+    np.testing.assert_array_equal(x, values[0::2])
+    np.testing.assert_array_equal(y, values[1::2])
+    assert rate == 1220.703125
+
+
+@pytest.mark.parametrize(
+    ("rate", "kwargs", "match"),
+    [
+        (300.0, {"length_kb": 2, "on_trigger": "yes"}, "on_trigger"),
+        (300.0, {"length_kb": 3}, "even number"),
+        (300.0, {"length_kb": 0}, "even number"),
+        (300.0, {"length_kb": 4098}, "even number"),
+        (300.0, {"length_kb": 2.0}, "even number"),
+        (300.0, {"length_kb": True}, "even number"),
+        (0.0, {"length_kb": 2}, "positive number"),
+        (-1.0, {"length_kb": 2}, "positive number"),
+        (math.inf, {"length_kb": 2}, "positive number"),
+        (True, {"length_kb": 2}, "positive number"),
+    ],
+)
+def test_sr860_capture_xy_refusals_send_nothing(
+    rate: Any, kwargs: dict[str, Any], match: str
+) -> None:
+    with binary_protocol(SR860, []) as lockin, pytest.raises(LockinValueError, match=match):
+        lockin.start_capture_xy(rate, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("rate", "match"),
+    [
+        (300.0, "nearest are 152.6 Hz and 305.2 Hz"),  # not max / 2^n
+        (1220.703125 * (1 + 1e-5), "outside"),  # above the maximum
+        (1220.703125 / 2**21, "outside"),  # below max / 2^20
+        (1220.703125 / 8 * (1 + 2e-6), "nearest are 152.6 Hz and 305.2 Hz"),
+    ],
+)
+def test_sr860_a_capture_rate_not_of_the_form_is_refused_after_asking_the_maximum(
+    rate: float, match: str
+) -> None:
+    with (
+        binary_protocol(SR860, [("CAPTURERATEMAX?", SR860_MAX)]) as lockin,
+        pytest.raises(LockinValueError, match=match),
+    ):
+        lockin.start_capture_xy(rate, length_kb=2)
+
+
+def test_sr860_a_rate_within_1e_6_of_the_form_is_taken() -> None:
+    transcript = [
+        ("CAPTURERATEMAX?", SR860_MAX),
+        ("CAPTURESTOP", None),
+        ("CAPTURECFG XY", None),
+        ("CAPTURERATE 20", None),
+        ("CAPTURELEN 2", None),
+        ("CAPTURESTART ONE, TRIG", None),
+        ("*ESR?", "0"),
+    ]
+    with binary_protocol(SR860, transcript) as lockin:
+        lockin.start_capture_xy(1220.703125 / 2**20 * (1 + 5e-7), length_kb=2)
+
+
+def test_sr860_reading_a_capture_it_did_not_start_or_that_failed_is_refused() -> None:
+    transcript = [
+        ("CAPTURERATEMAX?", SR860_MAX),
+        ("CAPTURESTOP", None),
+        ("CAPTURECFG XY", None),
+        ("CAPTURERATE 0", None),
+        ("CAPTURELEN 2", None),
+        ("CAPTURESTART ONE, TRIG", None),
+        ("*ESR?", "16"),
+    ]
+    with binary_protocol(SR860, transcript) as lockin:
+        with pytest.raises(LockinValueError, match="start_capture_xy first"):
+            lockin.read_capture_xy()
+        with pytest.raises(LockinCommandError, match="EXE"):
+            lockin.start_capture_xy(1220.703125, length_kb=2)
+        with pytest.raises(LockinValueError, match="start_capture_xy first"):
+            lockin.read_capture_xy()
+
+
+ARMED_SR860 = [
+    ("CAPTURERATEMAX?", SR860_MAX),
+    ("CAPTURESTOP", None),
+    ("CAPTURECFG XY", None),
+    ("CAPTURERATE 0", None),
+    ("CAPTURELEN 2", None),
+    ("CAPTURESTART ONE, TRIG", None),
+    ("*ESR?", "0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("tail", "error", "match"),
+    [
+        ([("CAPTUREBYTES?", "12")], LockinProtocolError, "multiple of 8"),
+        ([("CAPTUREBYTES?", "4096")], LockinProtocolError, "up to 2048"),
+        (
+            [("CAPTUREBYTES?", "8"), ("CAPTUREGET? 0,1", ieee_block([1.0, 2.0]))],
+            LockinProtocolError,
+            "256 float32",
+        ),
+        (
+            [("CAPTUREBYTES?", "8"), ("CAPTUREGET? 0,1", b"1.0,2.0")],
+            LockinProtocolError,
+            "IEEE 488.2",
+        ),
+        ([("CAPTUREBYTES?", "8"), ("CAPTUREGET? 0,1", TMO)], LockinTimeout, "CAPTUREGET"),
+    ],
+)
+def test_sr860_capture_replies_that_do_not_fit_are_errors(
+    tail: list[Any], error: type[Exception], match: str
+) -> None:
+    with binary_protocol(SR860, [*ARMED_SR860, *tail]) as lockin:
+        lockin.start_capture_xy(1220.703125, length_kb=2)
+        with pytest.raises(error, match=match):
+            lockin.read_capture_xy()
+        if error is not LockinProtocolError or "IEEE" in match:
+            with pytest.raises(LockinTimeout, match="earlier query"):  # out of step now
+                lockin.read_capture_xy()
+
+
+def test_sr860_capture_needs_a_resource_that_reads_binary_blocks() -> None:
+    transcript = [*ARMED_SR860, ("CAPTUREBYTES?", "8")]
+    with expected_protocol(SR860, transcript) as lockin:
+        lockin.start_capture_xy(1220.703125, length_kb=2)
+        with pytest.raises(LockinError, match="cannot read binary blocks"):
+            lockin.read_capture_xy()
+
+
+def _play_137_hz(bench: Any, duration_s: float, electrode: int = 1) -> None:
+    """One bench record: 137 Hz, 0.1 V peak on ``electrode`` (the others at 0 V)."""
+    n = round(duration_s * RATE_HZ)
+    t = bench.timebase.now_s + np.arange(n) / RATE_HZ
+    waveform = np.zeros((bench.n_electrodes, n))
+    waveform[electrode] = 0.1 * np.sin(2 * np.pi * 137.0 * t)
+    bench.play(waveform, RATE_HZ)
+
+
+def _assert_settles_to(
+    x: np.ndarray, y: np.ndarray, settled: int, steady: complex, last_rel: float
+) -> None:
+    """From point ``settled`` on, X + iY is within 2 % of the lock-in's ``steady`` reading
+    taken after the record, and the last point within ``last_rel`` of it."""
+    z = x + 1j * y
+    assert abs(steady) > 1e-4  # a real signal, not zeros
+    assert abs(z[-1] - steady) <= last_rel * abs(steady)
+    np.testing.assert_allclose(np.abs(z[settled:] - steady), 0.0, atol=0.02 * abs(steady))
+    assert abs(z[0] - steady) > 0.1 * abs(steady)  # and the start of the record is not
+
+
+def test_sr830_buffers_x_and_y_during_a_simulated_record(serve: Any) -> None:
+    with serve("sr830", port=0) as server, SR830(server.resource) as lockin:
+        lockin.input_mode = "voltage"
+        lockin.set_reference(137.0)
+        lockin.time_constant_s = 0.03
+        lockin.filter_slope_db_per_oct = 24
+        lockin.start_buffered_xy(512.0)
+        assert lockin.read_buffered_xy()[0].size == 0  # armed, waiting for the record
+        _play_137_hz(server.bench, 1.0)
+        x, y, rate = lockin.read_buffered_xy()
+        lockin.stop_buffer()
+        reading = lockin.read_xy()
+        assert not reading.status.overload
+    assert rate == 512.0
+    assert x.size == y.size == 513  # record start + k / 512 s, k = 0…512
+    steady = complex(reading.x, reading.y)
+    _assert_settles_to(x, y, round(10 * 0.03 * rate), steady, 1e-4)  # the last point is now
+    assert "TSTR 1" in server.commands and "STRT" not in server.commands
+
+
+def test_sr860_captures_x_and_y_during_a_simulated_record(serve: Any) -> None:
+    with serve("sr860", port=0) as server, SR860(server.resource) as lockin:
+        lockin.input_mode = "voltage"
+        lockin.set_reference(137.0)
+        lockin.time_constant_s = 0.01
+        lockin.filter_slope_db_per_oct = 24
+        maximum = float(lockin.query("CAPTURERATEMAX?"))
+        lockin.start_capture_xy(maximum, length_kb=2)
+        assert lockin.read_capture_xy()[0].size == 0
+        _play_137_hz(server.bench, 1.0)
+        x, y, rate = lockin.read_capture_xy()
+        lockin.stop_capture()
+        reading = lockin.read_xy()
+        assert not reading.status.overload
+    assert rate == pytest.approx(1.25e6 / 2**13)  # the largest 1.25 MHz / 2^k ≤ 2/τ
+    assert x.size == y.size == math.floor(1.0 * rate + 1e-9) + 1
+    steady = complex(reading.x, reading.y)
+    _assert_settles_to(x, y, round(10 * 0.01 * rate), steady, 0.01)  # 4 ms before the end

@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 from drivers.srs.common import (
     Identity,
@@ -270,7 +270,7 @@ class SRSLockin(ABC):
         if failure is not None:
             raise failure
 
-    def __enter__(self) -> SRSLockin:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -491,6 +491,52 @@ class Transport:
             raise self.bad_reply(command, reply, f"{count} number(s)")
         return values
 
+    def query_binary_floats(self, command: str) -> list[float]:
+        """The IEEE 488.2 definite-length block of little-endian float32 that ``command``
+        returns, read with pyvisa's ``query_binary_values(command, datatype="f",
+        is_big_endian=False)``.
+
+        Raises:
+            LockinError: The resource cannot read binary blocks (not a pyvisa resource).
+            LockinTimeout: No reply within the timeout (or an earlier one timed out).
+            LockinProtocolError: The reply is not such a block; the connection is then out of
+                step (the rest of the block may still be waiting).
+            LockinConnectionError: Closed, refused or lost connection.
+        """
+        with self.lock:
+            if self._out_of_step is not None and not self._closed:
+                raise LockinTimeout(
+                    f"an earlier query to {self.name} ({self._out_of_step}) timed out; its late "
+                    "reply would answer the next one, so close and reopen the connection "
+                    f"before sending {command!r}",
+                    self.name,
+                )
+            self._usable(command)
+            reader = getattr(self._resource, "query_binary_values", None)
+            if reader is None:
+                raise LockinError(
+                    f"{self.name}: the resource ({type(self._resource).__name__}) cannot read "
+                    f"binary blocks, which {command!r} returns; open the instrument by its VISA "
+                    "resource string",
+                    self.name,
+                )
+            log.debug("%s <- %s (binary block)", self.name, command)
+            try:
+                values = reader(command, datatype="f", is_big_endian=False)
+            except ValueError as exc:
+                self._out_of_step = repr(command)
+                raise LockinProtocolError(
+                    f"{self.name} answered {command!r} with something that is not an IEEE "
+                    f"488.2 block of float32 ({exc}); the connection is out of step: close "
+                    "and reopen it",
+                    self.name,
+                ) from exc
+            except Exception as exc:
+                raise self._translate(exc, command) from exc
+            finally:
+                self._since_check.append(command)
+            return [float(v) for v in values]
+
     def bad_reply(self, command: str, reply: str, wanted: str) -> LockinProtocolError:
         """The error for a reply to ``command`` that is not ``wanted`` (e.g. "0 or 1")."""
         return LockinProtocolError(

@@ -4,21 +4,39 @@ Tables (index → value): ``SENS i`` = [2, 5, 10][i % 3] × 10^(i // 3) nV, i = 
 current input 2 fA…1 µA); ``OFLT i`` = [1, 3][i % 2] × 10^(i // 2) × 10 µs, i = 0…19
 (10 µs…30 ks). Detection frequency harmonic × f ≤ 102 kHz, harmonic 1…19999, phase
 −360…729.99°, sine output 4 mV…5 V rms in 2 mV steps. Replies go only to the interface
-``OUTX`` selects, so the driver sends ``OUTX`` before anything else.
+``OUTX`` selects, so the driver sends ``OUTX`` before anything else. Data storage: ``SRAT i``
+= 62.5 mHz × 2^i, i = 0…13 (62.5 mHz…512 Hz), 16383 points per channel
+(:meth:`SR830.start_buffered_xy`, :meth:`SR830.read_buffered_xy`).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from drivers.srs.base import INPUT_MODES, InputMode, LockinStatus, SRSLockin
-from drivers.srs.common import IndexTable, choose, decade_table
+from drivers.srs.common import (
+    IndexTable,
+    LockinValueError,
+    choose,
+    decade_table,
+    format_number,
+    format_si,
+)
 
 SR830_SENSITIVITIES_V = IndexTable("sensitivity", "V", decade_table(("2", "5", "10"), 27, -9))
 """``SENS`` index → full scale (V rms)."""
 
 SR830_TIME_CONSTANTS_S = IndexTable("time constant", "s", decade_table(("1", "3"), 20, -5))
 """``OFLT`` index → time constant (s)."""
+
+SR830_STORAGE_RATES_HZ = IndexTable("storage rate", "Hz", tuple(0.0625 * 2.0**i for i in range(14)))
+"""``SRAT`` index → storage rate (Hz): 62.5 mHz × 2^i (``SRAT 14``, one point per trigger, is
+not offered by the driver)."""
+
+SR830_BUFFER_POINTS = 16383
+"""Points each data-storage channel holds."""
 
 SR830_REFERENCE_SOURCES = ("external", "internal")
 """``FMOD`` index → reference source."""
@@ -130,3 +148,116 @@ class SR830(SRSLockin):
         """Hardware errors in the error status byte (``ERRS?``, clears it); empty if none."""
         raw = self._io.query_int("ERRS?")
         return tuple(name for bit, name in _ERROR_BITS.items() if raw >> bit & 1)
+
+    # -- data storage: X/Y during a record ---------------------------------------------------
+    _buffer_rate_hz: float | None = None
+    """The storage rate :meth:`start_buffered_xy` programmed (Hz); None: not this session."""
+
+    def start_buffered_xy(self, rate_hz: float, *, on_trigger: bool = True) -> None:
+        """Store X (CH1) and Y (CH2) at ``rate_hz`` into the one-shot data buffer.
+
+        Sends ``DDEF 1,0,0`` and ``DDEF 2,0,0`` (CH1 shows X, CH2 shows Y, no ratio),
+        ``SRAT i``, ``SEND 0`` (one shot: storage stops when the 16383 points are full, after
+        16383 / ``rate_hz`` s), ``TSTR 1`` (or ``TSTR 0``), ``REST`` (clears the buffer; with
+        ``TSTR 1`` the next trigger starts the scan), then ``STRT`` unless ``on_trigger``, then
+        checks the error bits (``*ESR?``), which also makes the call return only once the
+        instrument has taken every command: the buffer is armed when it returns.
+
+        Point k is stored at the scan start + k / ``rate_hz``. With ``on_trigger`` the scan
+        starts at a rising edge on the rear-panel TRIG IN (wire the DAQ's start trigger to
+        it); the simulated SR830 starts it at the beginning of the next bench record instead,
+        taking point 0 at that record's first sample. The trigger latency of a real SR830 is
+        not modelled (not verified against hardware).
+
+        The buffer stores the *display* values, so an X/Y offset set with ``OEXP`` is
+        subtracted from the stored points (the simulator does so too; the driver does not
+        change offsets). Expand (``OEXP`` ×10/×100) is not applied by the simulator; the
+        manual's treatment of expand in stored data was not verified.
+
+        Args:
+            rate_hz: Storage rate (Hz), exactly one of 62.5 mHz × 2^i, i = 0…13
+                (0.0625, 0.125, … 256, 512); others are refused.
+            on_trigger: Start at the next trigger (True) or now (False, ``STRT``).
+
+        Raises:
+            LockinValueError: ``rate_hz`` not in the table, ``on_trigger`` not a bool (nothing
+                sent).
+            LockinCommandError: The instrument flagged an error.
+        """
+        if not isinstance(on_trigger, bool):
+            raise LockinValueError(f"on_trigger {on_trigger!r}: give True or False")
+        if isinstance(rate_hz, bool):
+            raise LockinValueError(f"storage rate {rate_hz!r}: give a number of Hz")
+        try:
+            index = SR830_STORAGE_RATES_HZ.index_of(rate_hz)
+        except LockinValueError:
+            listed = ", ".join(format_number(v) for v in SR830_STORAGE_RATES_HZ.values)
+            shown = format_si(rate_hz, "Hz") if isinstance(rate_hz, int | float) else repr(rate_hz)
+            raise LockinValueError(
+                f"storage rate {shown} is not one of the SR830's storage rates, 62.5 mHz × 2^i: "
+                f"{listed} Hz"
+            ) from None
+        with self._io.lock:
+            self._io.write("DDEF 1,0,0")
+            self._io.write("DDEF 2,0,0")
+            self._io.write(f"SRAT {index}")
+            self._io.write("SEND 0")
+            self._io.write(f"TSTR {int(on_trigger)}")
+            self._io.write("REST")
+            if not on_trigger:
+                self._io.write("STRT")
+            self._buffer_rate_hz = None
+            self.check_errors()
+            self._buffer_rate_hz = SR830_STORAGE_RATES_HZ.values[index]
+
+    def read_buffered_xy(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """The points stored so far: ``(x, y, rate_hz)``, oldest first.
+
+        ``SPTS?``, then ``TRCA? 1,0,n`` and ``TRCA? 2,0,n`` (ASCII; the simulator, like the
+        manual, ends every value with a comma, which is accepted with or without). X and Y
+        are in the display units: V rms, or A rms on a current input. No ``TRCA?`` when no
+        point is stored (the instrument refuses a count of 0). The rate is the one
+        :meth:`start_buffered_xy` programmed, else ``SRAT?``.
+
+        A full buffer is 16383 points × about 14 characters per channel: on a slow interface
+        (RS-232, GPIB) raise ``timeout_s`` to cover the transfer.
+
+        Raises:
+            LockinProtocolError: A count or a trace that does not fit (out of step, or
+                ``SRAT 14`` trigger mode, which has no rate).
+        """
+        with self._io.lock:
+            n = self._io.query_int("SPTS?")
+            if not 0 <= n <= SR830_BUFFER_POINTS:
+                raise self._io.bad_reply("SPTS?", str(n), f"0…{SR830_BUFFER_POINTS} points")
+            rate = self._buffer_rate_hz
+            if rate is None:
+                index = self._io.query_int("SRAT?")
+                if not 0 <= index < len(SR830_STORAGE_RATES_HZ.values):
+                    raise self._io.bad_reply(
+                        "SRAT?", str(index), "a storage rate index 0…13 (14: per trigger)"
+                    )
+                rate = SR830_STORAGE_RATES_HZ.values[index]
+            if n == 0:
+                return np.zeros(0), np.zeros(0), rate
+            x = self._trace(1, n)
+            y = self._trace(2, n)
+        return x, y, rate
+
+    def _trace(self, channel: int, n: int) -> np.ndarray:
+        command = f"TRCA? {channel},0,{n}"
+        reply = self._io.query(command)
+        parts = reply.split(",")
+        if parts and parts[-1].strip() == "":
+            parts.pop()
+        try:
+            values = np.array([float(p) for p in parts], dtype=np.float64)
+        except ValueError:
+            raise self._io.bad_reply(command, reply[:80], f"{n} numbers") from None
+        if values.size != n or not np.all(np.isfinite(values)):
+            raise self._io.bad_reply(command, reply[:80], f"{n} numbers")
+        return values
+
+    def stop_buffer(self) -> None:
+        """Pause data storage (``PAUS``); the stored points stay readable."""
+        self._io.write("PAUS")

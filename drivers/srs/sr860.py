@@ -4,15 +4,27 @@ Tables (index → value): ``SCAL i`` = [1, 0.5, 0.2][i % 3] × 10^−(i // 3) V,
 **reversed** against the SR830; current input 1 µA…1 fA); ``OFLT i`` = [1, 3][i % 2] ×
 10^(i // 2) µs, i = 0…21 (1 µs…30 ks). Detection frequency harmonic × f ≤ 500 kHz (SR860),
 2 MHz (SR865), 4 MHz (SR865A), chosen from ``*IDN?``; harmonic 1…99; phase ±360000°; sine
-output 1 nV…2 V rms. The input range (``IRNG``) is separate from the sensitivity.
+output 1 nV…2 V rms. The input range (``IRNG``) is separate from the sensitivity. Capture:
+``CAPTURERATE n`` = ``CAPTURERATEMAX?`` / 2^n, n = 0…20; ``CAPTURELEN`` 1…4096 kB
+(:meth:`SR860.start_capture_xy`, :meth:`SR860.read_capture_xy`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
+import numpy as np
+
 from drivers.srs.base import InputMode, LockinStatus, SRSLockin
-from drivers.srs.common import IndexTable, LockinValueError, choose, decade_table, format_si
+from drivers.srs.common import (
+    IndexTable,
+    LockinValueError,
+    check_range,
+    choose,
+    decade_table,
+    format_si,
+)
 
 SR86X_SENSITIVITIES_V = IndexTable(
     "sensitivity", "V", decade_table(("1", "0.5", "0.2"), 28, 0, step=-1)
@@ -30,6 +42,19 @@ SR86X_REFERENCE_SOURCES = ("internal", "external", "dual", "chop")
 
 MAX_FREQUENCY_BY_MODEL_HZ = {"SR860": 500e3, "SR865": 2e6, "SR865A": 4e6}
 """Highest detection frequency of each model (Hz)."""
+
+CAPTURE_MAX_RATE_DIVIDER_EXPONENT = 20
+"""``CAPTURERATE n``: the capture rate is ``CAPTURERATEMAX?`` / 2^n, n = 0…20."""
+
+CAPTURE_LENGTH_KB = (2, 4096)
+"""Capture buffer lengths (kB) the driver takes: even numbers in this range (the instrument
+rounds an odd length up to even; the driver refuses it instead of letting it move)."""
+
+CAPTURE_GET_MAX_KB = 64
+"""Most kB one ``CAPTUREGET?`` returns."""
+
+_XY_BYTES_PER_POINT = 8
+"""``CAPTURECFG XY``: two float32 per point."""
 
 _STATUS_BITS = {
     0: "INPUT overload",
@@ -150,3 +175,143 @@ class SR860(SRSLockin):
             reference_unlock=bool(raw & 8),
             names=names,
         )
+
+    # -- capture: X/Y during a record --------------------------------------------------------
+    _capture_rate_hz: float | None = None
+    """The capture rate :meth:`start_capture_xy` programmed (Hz); None: not this session."""
+    _capture_length_kb: int | None = None
+
+    def start_capture_xy(self, rate_hz: float, *, length_kb: int, on_trigger: bool = True) -> None:
+        """Capture X and Y at ``rate_hz`` into a one-shot buffer of ``length_kb`` kB.
+
+        Reads ``CAPTURERATEMAX?`` (the highest rate for the present time constant) and
+        refuses a rate that is not that maximum / 2^n (n = 0…20) within 1e-6; then sends
+        ``CAPTURESTOP`` (the instrument refuses to reconfigure an armed or running capture),
+        ``CAPTURECFG XY``, ``CAPTURERATE n``, ``CAPTURELEN length_kb``,
+        ``CAPTURESTART ONE, TRIG`` (or ``IMM``), and checks the error bits (``*ESR?``), which
+        also makes the call return only once the instrument has taken every command: the
+        capture is armed when it returns. It holds ``length_kb`` × 128 points (8 bytes each)
+        and stops when full.
+
+        Point k is taken at the start + k / ``rate_hz``. With ``on_trigger`` the capture
+        starts at a trigger on the rear-panel TRIG IN (wire the DAQ's start trigger to it);
+        the simulated SR86x starts it at the beginning of the next bench record, taking point
+        0 at that record's first sample. A real unit's trigger latency is not modelled (not
+        verified against hardware). The maximum rate follows the time constant (in the
+        simulator 1.25 MHz / 2^k, the largest ≤ 2/τ; the real rule was not verified): change
+        the time constant before, not after, starting the capture.
+
+        Args:
+            rate_hz: Capture rate (Hz): ``CAPTURERATEMAX?`` / 2^n.
+            length_kb: Buffer length (kB), an even number 2…4096.
+            on_trigger: Start at the next trigger (True, ``TRIG``) or now (False, ``IMM``).
+
+        Raises:
+            LockinValueError: A rate, length or flag the instrument cannot take (nothing sent,
+                except the ``CAPTURERATEMAX?`` query for a rate not of the form).
+            LockinCommandError: The instrument flagged an error.
+        """
+        if not isinstance(on_trigger, bool):
+            raise LockinValueError(f"on_trigger {on_trigger!r}: give True or False")
+        low, high = CAPTURE_LENGTH_KB
+        if isinstance(length_kb, bool) or not isinstance(length_kb, int):
+            raise LockinValueError(f"capture length {length_kb!r}: give an even number of kB")
+        if not low <= length_kb <= high or length_kb % 2:
+            raise LockinValueError(
+                f"capture length {length_kb} kB: give an even number of kB, {low}…{high} (the "
+                "instrument rounds an odd length up)"
+            )
+        if isinstance(rate_hz, bool) or not (
+            isinstance(rate_hz, int | float) and math.isfinite(rate_hz) and rate_hz > 0
+        ):
+            raise LockinValueError(f"capture rate {rate_hz!r}: give a positive number of Hz")
+        with self._io.lock:
+            maximum = self._io.query_float("CAPTURERATEMAX?")
+            if not (math.isfinite(maximum) and maximum > 0):
+                raise self._io.bad_reply("CAPTURERATEMAX?", format_si(maximum, "Hz"), "a rate")
+            n = round(math.log2(maximum / rate_hz))
+            offered = maximum / 2.0**n
+            if not 0 <= n <= CAPTURE_MAX_RATE_DIVIDER_EXPONENT or not math.isclose(
+                rate_hz, offered, rel_tol=1e-6
+            ):
+                lowest = maximum / 2.0**CAPTURE_MAX_RATE_DIVIDER_EXPONENT
+                check_range(
+                    "capture rate",
+                    rate_hz,
+                    lowest,
+                    maximum,
+                    "Hz",
+                    f"CAPTURERATEMAX? / 2^n, n = 0…{CAPTURE_MAX_RATE_DIVIDER_EXPONENT}, at the "
+                    "present time constant",
+                )
+                if rate_hz < offered:
+                    neighbours = sorted(
+                        {maximum / 2.0 ** min(n + 1, CAPTURE_MAX_RATE_DIVIDER_EXPONENT), offered}
+                    )
+                else:
+                    neighbours = sorted({offered, maximum / 2.0 ** max(n - 1, 0)})
+                shown = " and ".join(format_si(v, "Hz") for v in neighbours)
+                raise LockinValueError(
+                    f"capture rate {format_si(rate_hz, 'Hz')} is not CAPTURERATEMAX? "
+                    f"({format_si(maximum, 'Hz')} at the present time constant) / 2^n; the "
+                    f"nearest are {shown}"
+                )
+            self._io.write("CAPTURESTOP")
+            self._io.write("CAPTURECFG XY")
+            self._io.write(f"CAPTURERATE {n}")
+            self._io.write(f"CAPTURELEN {length_kb}")
+            self._io.write(f"CAPTURESTART ONE, {'TRIG' if on_trigger else 'IMM'}")
+            self._capture_rate_hz = None
+            self._capture_length_kb = None
+            self.check_errors()
+            self._capture_rate_hz = offered
+            self._capture_length_kb = length_kb
+
+    def read_capture_xy(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """The points captured so far: ``(x, y, rate_hz)``, oldest first, V rms (A rms on a
+        current input).
+
+        ``CAPTUREBYTES?``, then ``CAPTUREGET? offset,length`` (kB, at most 64 kB each) read
+        with pyvisa's ``query_binary_values(..., datatype="f", is_big_endian=False)`` over
+        the whole kB that hold those bytes; the values past them (zeros) are dropped and the
+        rest split into X and Y. Nothing but ``CAPTUREBYTES?`` when none are captured.
+
+        Only a capture this driver started (``CAPTURECFG XY``, one shot, so the memory does
+        not wrap) is read; the rate is the one it programmed. Reading while the capture runs
+        is fine: the bytes counted first do not change afterwards.
+
+        Raises:
+            LockinError: No capture started by this driver.
+            LockinProtocolError: A byte count or a block that does not fit.
+        """
+        rate, length_kb = self._capture_rate_hz, self._capture_length_kb
+        if rate is None or length_kb is None:
+            raise LockinValueError(
+                f"{self.model} at {self._io.name}: no X/Y capture was started by this driver; "
+                "call start_capture_xy first"
+            )
+        with self._io.lock:
+            n_bytes = self._io.query_int("CAPTUREBYTES?")
+            if not 0 <= n_bytes <= length_kb * 1024 or n_bytes % _XY_BYTES_PER_POINT:
+                raise self._io.bad_reply(
+                    "CAPTUREBYTES?",
+                    str(n_bytes),
+                    f"a multiple of {_XY_BYTES_PER_POINT} up to {length_kb * 1024}",
+                )
+            values: list[float] = []
+            total_kb = math.ceil(n_bytes / 1024)
+            for offset in range(0, total_kb, CAPTURE_GET_MAX_KB):
+                size = min(CAPTURE_GET_MAX_KB, total_kb - offset)
+                command = f"CAPTUREGET? {offset},{size}"
+                block = self._io.query_binary_floats(command)
+                if len(block) != size * 256:
+                    raise self._io.bad_reply(
+                        command, f"a block of {len(block)} float32", f"{size * 256} float32"
+                    )
+                values.extend(block)
+        data = np.asarray(values[: n_bytes // 4], dtype=np.float64).reshape(-1, 2)
+        return data[:, 0].copy(), data[:, 1].copy(), rate
+
+    def stop_capture(self) -> None:
+        """Stop the capture (``CAPTURESTOP``); the captured points stay readable."""
+        self._io.write("CAPTURESTOP")
