@@ -233,10 +233,22 @@ def cmd_gradient(args: argparse.Namespace) -> int:
         batch = engine.measure(np.array([point]), mode=args.mode)
         report = gradient_report(device, engine, batch, calibration_note)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(_json_safe(report), indent=2, allow_nan=False))
     else:
         print_gradient_report(report)
     return EXIT_OK
+
+
+def _json_safe(value: object) -> object:
+    """``value`` with every NaN or infinity as None: strict JSON (jq, JavaScript) has neither."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if np.isfinite(number) else None
+    return value
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -38,6 +38,8 @@ EXPECTED = {
     "top_level_list.yaml": ("", "mapping"),
     "measure_unknown_electrode.yaml": ("", "no electrode named 'e9'"),
     "measure_out_of_range.yaml": ("", "outside electrode 'e1' range"),
+    "duplicate_section.yaml": ("", "key 'measure' appears twice, at line 8 and at line 10"),
+    "deeply_nested.yaml": ("", "nested more than 64 levels deep"),
 }
 
 
@@ -126,3 +128,27 @@ def test_the_old_software_lockin_name_still_works_with_a_warning(sim_config) -> 
     with pytest.warns(FutureWarning, match="software_lockin"):
         loaded = sim_config({"homodyne": {"demodulation": "lockin"}})
     assert loaded.config.homodyne.demodulation == "software_lockin"
+
+
+def test_duplicate_keys_are_refused_at_any_depth() -> None:
+    from labctl.config import parse_config
+
+    text = (
+        (CONFIGS / "sim_dnpu.yaml")
+        .read_text()
+        .replace("  sample_rate_hz: 10000\n", "  sample_rate_hz: 10000\n  sample_rate_hz: 20000\n")
+    )
+    with pytest.raises(ConfigError, match="'sample_rate_hz' appears twice"):
+        parse_config(text)
+
+
+def test_gradient_json_is_strict_json(capsys) -> None:
+    """NaN (e.g. the quadrature of an uncalibrated run) is written as null."""
+    assert main(["gradient", str(CONFIGS / "sim_dnpu.yaml"), "--json"]) == 0
+    out = capsys.readouterr().out
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    report = json.loads(out, parse_constant=refuse)
+    assert isinstance(report, dict) and "NaN" not in out

@@ -123,11 +123,83 @@ def load_config(path: str | Path) -> LoadedConfig:
     return parse_config(text, source=path)
 
 
+MAX_NESTING_DEPTH = 64
+"""Deeper mappings or lists than this are refused (no configuration needs more than ~6)."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names the same key twice; the second would silently replace the first."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing duplicate keys (at any depth) and absurd nesting."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # unhashable keys are reported by the constructor itself
+            if first is not None:
+                raise DuplicateKeyError(
+                    f"key {key!r} appears twice, at line {first.start_mark.line + 1} and at line "
+                    f"{key_node.start_mark.line + 1}; the second would silently replace the "
+                    "first: merge them into one"
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _depth(node: yaml.Node, limit: int) -> int:
+    """Nesting depth of a YAML node tree, stopping (and returning) once past ``limit``."""
+    deepest = 0
+    stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(current, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in current.value for child in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in current.value)
+    return deepest
+
+
+def _load_yaml(text: str, label: str) -> Any:
+    """Parse YAML strictly (see :class:`_StrictLoader`), refusing deep nesting first."""
+    loader = _StrictLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            node = None
+            too_deep = True
+        else:
+            too_deep = node is not None and _depth(node, MAX_NESTING_DEPTH) > MAX_NESTING_DEPTH
+        if too_deep:
+            raise ConfigError(
+                label,
+                [
+                    ConfigIssue(
+                        "",
+                        f"the file is nested more than {MAX_NESTING_DEPTH} levels deep; no "
+                        "configuration needs that: see configs/ for the structure",
+                    )
+                ],
+            )
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
     """Validate configuration text (``source`` anchors relative paths and error messages)."""
     label = str(source) if source is not None else "<config>"
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, label)
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
