@@ -113,7 +113,8 @@ class ChainResponse:
             bad = f[outside | ~np.isfinite(f)].reshape(-1)
             raise ValueError(
                 f"frequency {float(bad[0])} Hz is outside the calibrated span [{lo}, {hi}] Hz; "
-                "recalibrate over a span that covers every tone"
+                "recalibrate over a span that covers every tone and bin: `labctl calibrate "
+                "CONFIG`, with `--curvature` when the curvature (Hessian) bins are measured"
             )
         fc = np.clip(f, lo, hi)
         mag = np.interp(fc, self.frequencies_hz, self.magnitude)
