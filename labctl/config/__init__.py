@@ -19,6 +19,7 @@ from labctl.config.loader import (
     LoadedConfig,
     json_schema,
     load_config,
+    load_model_file,
     merge_overrides,
     parse_config,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "TaskConfig",
     "json_schema",
     "load_config",
+    "load_model_file",
     "merge_overrides",
     "parse_config",
 ]

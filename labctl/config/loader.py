@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -193,6 +193,37 @@ def _load_yaml(text: str, label: str) -> Any:
         return None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_model_file(path: Path, model: type[ModelT]) -> ModelT:
+    """Read a YAML file into ``model`` with labctl's rules: duplicate keys and absurd nesting
+    are refused, every problem names its field, and relative paths resolve from the file
+    (``context["base_dir"]``). For the simulated instruments' own configuration files.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, not YAML, or does not validate.
+    """
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(label, [ConfigIssue("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(label, [ConfigIssue("", f"cannot read the file: {exc}")]) from None
+    try:
+        data = _load_yaml(text, label)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(label, [ConfigIssue("", f"not valid YAML: {problem}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(label, [ConfigIssue("", "the top level must be a mapping")])
+    try:
+        return model.model_validate(data, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        raise ConfigError(label, _issues_from_validation(exc)) from None
 
 
 def parse_config(text: str, source: Path | None = None) -> LoadedConfig:

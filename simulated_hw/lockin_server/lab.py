@@ -25,10 +25,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from labctl.config import ConfigError, ConfigIssue, load_config
+from labctl.config import ConfigError, ConfigIssue, load_config, load_model_file
 from simulated_hw.bench import SimBench
 from simulated_hw.lockin_server.server import LockinServer, serve_lockin
 from simulated_hw.nidaq_server.config import (
@@ -97,26 +96,7 @@ def load_lab_config(path: str | Path) -> LabConfig:
     Raises:
         ConfigError: The file is missing, not YAML, or does not validate.
     """
-    path = Path(path)
-    label = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(label, [ConfigIssue("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(label, [ConfigIssue("", f"cannot read the file: {exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(label, [ConfigIssue("", f"not valid YAML: {exc}")]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(label, [ConfigIssue("", "the top level must be a mapping")])
-    try:
-        return LabConfig.model_validate(data, context={"base_dir": path.parent})
-    except ValidationError as exc:
-        issues = []
-        for error in exc.errors():
-            loc = ".".join(str(part) for part in error["loc"])
-            issues.append(ConfigIssue(loc, error["msg"].removeprefix("Value error, ")))
-        raise ConfigError(label, issues) from None
+    return load_model_file(Path(path), LabConfig)
 
 
 def _electrode_index(value: str | int, bench_config: Path, where: str, n: int) -> int:

@@ -20,18 +20,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from labctl.config import ConfigError, ConfigIssue
+from labctl.config import load_model_file
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 """The repository's ``configs`` directory (the package is installed editable)."""
@@ -314,35 +312,4 @@ def load_sim_daq_config(path: str | Path | None = None) -> SimDaqConfig:
         ConfigError: The file is missing, not YAML, or does not validate.
     """
     path = Path(path) if path is not None else DEFAULT_SERVER_CONFIG
-    label = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(label, [ConfigIssue("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(label, [ConfigIssue("", f"cannot read the file: {exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(label, [ConfigIssue("", f"not valid YAML: {exc}")]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(label, [ConfigIssue("", "the top level must be a mapping")])
-    try:
-        return SimDaqConfig.model_validate(data, context={"base_dir": path.parent})
-    except ValidationError as exc:
-        raise ConfigError(label, _issues(exc)) from None
-
-
-def _issues(exc: ValidationError) -> list[ConfigIssue]:
-    issues = []
-    for error in exc.errors():
-        loc = ""
-        for part in error["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = f"unknown key {error['loc'][-1]!r}: check the spelling"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        issues.append(ConfigIssue(loc, message))
-    return issues
+    return load_model_file(path, SimDaqConfig)
