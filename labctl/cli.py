@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -401,23 +401,38 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 def cmd_sim_daq(args: argparse.Namespace) -> int:
     """Serve the simulated NI gRPC Device Server on localhost until interrupted."""
-    from simulated_hw.nidaq_server.cli import run_sim_daq
+    with _needs_hardware_extra():
+        from simulated_hw.nidaq_server.cli import run_sim_daq
 
     return run_sim_daq(args)
 
 
 def cmd_sim_lockin(args: argparse.Namespace) -> int:
     """Serve one simulated lock-in amplifier (SR830 or SR860) on localhost until interrupted."""
-    from simulated_hw.lockin_server.cli import run_sim_lockin
+    with _needs_hardware_extra():
+        from simulated_hw.lockin_server.cli import run_sim_lockin
 
     return run_sim_lockin(args)
 
 
 def cmd_sim_lab(args: argparse.Namespace) -> int:
     """Serve the simulated NI gRPC server and lock-ins over one shared bench."""
-    from simulated_hw.lockin_server.cli import run_sim_lab
+    with _needs_hardware_extra():
+        from simulated_hw.lockin_server.cli import run_sim_lab
 
     return run_sim_lab(args)
+
+
+@contextlib.contextmanager
+def _needs_hardware_extra() -> Iterator[None]:
+    """Turn a missing instrument package (grpc, nidaqmx, pyvisa) into a clear usage error."""
+    try:
+        yield
+    except ImportError as exc:
+        raise UsageError(
+            f"this command needs the instrument packages ({exc}); install them with "
+            "`pip install -e '.[hardware]'`"
+        ) from None
 
 
 class UsageError(ValueError):
