@@ -341,6 +341,49 @@ def make_bench(setup: SetupConfig, settings: SimulatedSettings) -> SimBench:
     return SimBench(model, chain, TimeBase(realtime=settings.realtime))
 
 
+def bench_from_config(
+    path: str | Path, settings_overrides: dict[str, Any] | None = None
+) -> SimBench:
+    """A fresh bench from a labctl configuration file with ``backend: simulated``.
+
+    ``settings_overrides`` are merged into its ``setup.backend.settings`` first (e.g.
+    ``{"realtime": True}``). Used by the simulated instruments that stand behind a network
+    protocol (the NI gRPC server, the lock-ins), so they simulate the same device, seed and
+    settings as the in-process backend of that file.
+
+    Raises:
+        ConfigError: The file does not load, or its backend is not ``simulated``.
+    """
+    import yaml
+
+    from labctl.config import ConfigError, ConfigIssue, load_config, merge_overrides, parse_config
+
+    path = Path(path)
+    if settings_overrides:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                str(path), [ConfigIssue("", f"cannot read the file: {exc}")]
+            ) from None
+        data = merge_overrides(data, {"setup": {"backend": {"settings": settings_overrides}}})
+        loaded = parse_config(yaml.safe_dump(data), source=path)
+    else:
+        loaded = load_config(path)
+    backend = loaded.setup.backend
+    settings = loaded.backend_settings if backend is not None else None
+    if (
+        backend is None
+        or backend.name != "simulated"
+        or not isinstance(settings, SimulatedSettings)
+    ):
+        raise ConfigError(
+            str(path),
+            [ConfigIssue("setup.backend", "the bench needs a setup with 'backend: simulated'")],
+        )
+    return make_bench(loaded.setup, settings)
+
+
 def _check_setup(setup: SetupConfig, settings: SimulatedSettings) -> list[str]:
     """Cross-checks without side effects: no device model is built."""
     problems = []

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from simulated_hw.backend import bench_from_config
 from simulated_hw.bench import SimBench
 from simulated_hw.lockin_server.instrument import SimLockin
 from simulated_hw.lockin_server.protocol import split_lines
@@ -33,25 +34,6 @@ DEFAULT_BENCH_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sim_dn
 """labctl configuration whose simulated bench a lock-in reads when none is given."""
 _POLL_S = 0.05
 _MAX_LINE_BYTES = 1 << 20
-
-
-def bench_from_config(path: str | Path = DEFAULT_BENCH_CONFIG) -> SimBench:
-    """A fresh bench from a labctl configuration with ``backend: simulated``.
-
-    Raises:
-        ConfigError: If the file does not load or its backend is not ``simulated``.
-    """
-    from labctl.config import ConfigError, ConfigIssue, load_config
-    from simulated_hw.backend import SimulatedSettings, make_bench
-
-    loaded = load_config(path)
-    settings = loaded.backend_settings
-    if loaded.setup.backend is None or not isinstance(settings, SimulatedSettings):
-        raise ConfigError(
-            str(path),
-            [ConfigIssue("setup.backend", "the bench needs a setup with 'backend: simulated'")],
-        )
-    return make_bench(loaded.setup, settings)
 
 
 class LockinServer:
@@ -202,7 +184,7 @@ def serve_lockin(
     if key not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
     if bench is None:
-        bench = bench_from_config()
+        bench = bench_from_config(DEFAULT_BENCH_CONFIG)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -8,11 +8,9 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
-import yaml
 from nidaqmx._stubs import nidaqmx_pb2_grpc as pb_grpc  # type: ignore[import-untyped, unused-ignore]
 
-from labctl.config import ConfigError, ConfigIssue, load_config, merge_overrides, parse_config
-from simulated_hw.backend import SimulatedSettings, make_bench
+from simulated_hw.backend import bench_from_config
 from simulated_hw.bench import SimBench
 from simulated_hw.nidaq_server.config import SimDaqConfig, load_sim_daq_config
 from simulated_hw.nidaq_server.daq import SimDaq
@@ -35,33 +33,10 @@ def build_bench(config: SimDaqConfig) -> SimBench:
         ConfigError: If the labctl configuration does not load or is not ``backend: simulated``.
     """
     section = config.bench
-    path = Path(section.config)
     overrides = dict(section.settings)
     if section.realtime is not None:
         overrides["realtime"] = section.realtime
-    if overrides:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(
-                str(path), [ConfigIssue("", f"cannot read the file: {exc}")]
-            ) from None
-        data = merge_overrides(data, {"setup": {"backend": {"settings": overrides}}})
-        loaded = parse_config(yaml.safe_dump(data), source=path)
-    else:
-        loaded = load_config(path)
-    backend = loaded.setup.backend
-    settings = loaded.backend_settings if backend is not None else None
-    if (
-        backend is None
-        or backend.name != "simulated"
-        or not isinstance(settings, SimulatedSettings)
-    ):
-        raise ConfigError(
-            str(path),
-            [ConfigIssue("setup.backend", "the bench needs a setup with 'backend: simulated'")],
-        )
-    return make_bench(loaded.setup, settings)
+    return bench_from_config(Path(section.config), overrides)
 
 
 class SimDaqServer:
