@@ -116,6 +116,10 @@ class SRSLockin(ABC):
     TIME_CONSTANTS: ClassVar[IndexTable]
     """Time constants (s) by instrument index."""
     SENSITIVITY_COMMAND: ClassVar[str]
+    REFERENCE_COMMAND: ClassVar[str]
+    """Selects the reference source (``FMOD`` on the SR830, ``RSRC`` on the SR86x)."""
+    REFERENCE_SOURCES: ClassVar[tuple[str, ...]]
+    """Reference source names in the instrument's index order."""
     """``SENS`` or ``SCAL``."""
     MIN_FREQUENCY_HZ: ClassVar[float] = 1e-3
     MAX_HARMONIC: ClassVar[int]
@@ -335,13 +339,19 @@ class SRSLockin(ABC):
         """Highest detection frequency, harmonic × reference (Hz), of this model."""
 
     @property
-    @abstractmethod
     def reference_source(self) -> str:
         """``internal`` or ``external`` (SR86x also ``dual``, ``chop``)."""
+        query = f"{self.REFERENCE_COMMAND}?"
+        index = self._io.query_int(query)
+        sources = self.REFERENCE_SOURCES
+        if not 0 <= index < len(sources):
+            raise self._io.bad_reply(query, str(index), f"0…{len(sources) - 1}")
+        return sources[index]
 
     @reference_source.setter
-    @abstractmethod
-    def reference_source(self, source: str) -> None: ...
+    def reference_source(self, source: str) -> None:
+        choice = choose("reference source", source, self.REFERENCE_SOURCES)
+        self._io.write(f"{self.REFERENCE_COMMAND} {choice}")
 
     def check_reference(self, frequency_hz: float, harmonic: int) -> None:
         """Raise :class:`LockinValueError` unless the harmonic, the frequency (Hz) and their
@@ -581,18 +591,9 @@ class SRSLockin(ABC):
 
     def sensitivity_at_least(self, value: float) -> float:
         """Set the smallest full scale ≥ ``value`` (V or A); return it."""
-        table = self.sensitivity_table()
-        index = table.index_at_least(value)
-        chosen = table.value(index)
-        if abs(chosen - value) > table.rel_tol * chosen:
-            log.info(
-                "%s: sensitivity %s is not a setting: using %s",
-                self._io.name,
-                table.describe(value),
-                table.describe(chosen),
-            )
-        self._io.write(f"{self.SENSITIVITY_COMMAND} {index}")
-        return chosen
+        return self._set_at_least(
+            "sensitivity", self.sensitivity_table(), value, self.SENSITIVITY_COMMAND
+        )
 
     @property
     def time_constant_s(self) -> float:
@@ -616,17 +617,21 @@ class SRSLockin(ABC):
 
     def time_constant_at_least(self, value: float) -> float:
         """Set the smallest time constant ≥ ``value`` (s); return it."""
-        table = self.TIME_CONSTANTS
+        return self._set_at_least("time constant", self.TIME_CONSTANTS, value, "OFLT")
+
+    def _set_at_least(self, what: str, table: IndexTable, value: float, command: str) -> float:
+        """Send ``command`` with the smallest entry of ``table`` ≥ ``value``; log a rounding."""
         index = table.index_at_least(value)
         chosen = table.value(index)
         if abs(chosen - value) > table.rel_tol * chosen:
             log.info(
-                "%s: time constant %s is not a setting: using %s",
+                "%s: %s %s is not a setting: using %s",
                 self._io.name,
+                what,
                 table.describe(value),
                 table.describe(chosen),
             )
-        self._io.write(f"OFLT {index}")
+        self._io.write(f"{command} {index}")
         return chosen
 
     @property

@@ -77,6 +77,8 @@ class SR830(SRSLockin):
     VOLTAGE_SENSITIVITIES: ClassVar[IndexTable] = SR830_SENSITIVITIES_V
     TIME_CONSTANTS: ClassVar[IndexTable] = SR830_TIME_CONSTANTS_S
     SENSITIVITY_COMMAND: ClassVar[str] = "SENS"
+    REFERENCE_COMMAND: ClassVar[str] = "FMOD"
+    REFERENCE_SOURCES: ClassVar[tuple[str, ...]] = SR830_REFERENCE_SOURCES
     MAX_FREQUENCY_HZ: ClassVar[float] = 102e3
     MAX_HARMONIC: ClassVar[int] = 19999
     PHASE_RANGE_DEG: ClassVar[tuple[float, float]] = (-360.0, 729.99)
@@ -105,18 +107,6 @@ class SR830(SRSLockin):
     def max_frequency_hz(self) -> float:
         """102 kHz: the SR830's highest detection frequency."""
         return self.MAX_FREQUENCY_HZ
-
-    @property
-    def reference_source(self) -> str:
-        """``internal`` or ``external`` (``FMOD``)."""
-        index = self._io.query_int("FMOD?")
-        if not 0 <= index < len(SR830_REFERENCE_SOURCES):
-            raise self._io.bad_reply("FMOD?", str(index), "0 or 1")
-        return SR830_REFERENCE_SOURCES[index]
-
-    @reference_source.setter
-    def reference_source(self, source: str) -> None:
-        self._io.write(f"FMOD {choose('reference source', source, SR830_REFERENCE_SOURCES)}")
 
     @property
     def input_mode(self) -> InputMode:

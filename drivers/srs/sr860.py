@@ -83,6 +83,8 @@ class SR860(SRSLockin):
     VOLTAGE_SENSITIVITIES: ClassVar[IndexTable] = SR86X_SENSITIVITIES_V
     TIME_CONSTANTS: ClassVar[IndexTable] = SR86X_TIME_CONSTANTS_S
     SENSITIVITY_COMMAND: ClassVar[str] = "SCAL"
+    REFERENCE_COMMAND: ClassVar[str] = "RSRC"
+    REFERENCE_SOURCES: ClassVar[tuple[str, ...]] = SR86X_REFERENCE_SOURCES
     MAX_HARMONIC: ClassVar[int] = 99
     PHASE_RANGE_DEG: ClassVar[tuple[float, float]] = (-360000.0, 360000.0)
     SINE_RANGE_V_RMS: ClassVar[tuple[float, float]] = (1e-9, 2.0)
@@ -101,18 +103,6 @@ class SR860(SRSLockin):
     def max_frequency_hz(self) -> float:
         """Highest detection frequency of this model (Hz)."""
         return MAX_FREQUENCY_BY_MODEL_HZ[self.model]
-
-    @property
-    def reference_source(self) -> str:
-        """``internal``, ``external``, ``dual`` or ``chop`` (``RSRC``)."""
-        index = self._io.query_int("RSRC?")
-        if not 0 <= index < len(SR86X_REFERENCE_SOURCES):
-            raise self._io.bad_reply("RSRC?", str(index), "0…3")
-        return SR86X_REFERENCE_SOURCES[index]
-
-    @reference_source.setter
-    def reference_source(self, source: str) -> None:
-        self._io.write(f"RSRC {choose('reference source', source, SR86X_REFERENCE_SOURCES)}")
 
     @property
     def input_mode(self) -> InputMode:
