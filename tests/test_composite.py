@@ -30,7 +30,7 @@ from labctl.device.safety import SafetyViolation
 from labctl.device.tones import ToneSpec
 from simulated_hw.backend import SimulatedBackend
 from simulated_hw.bench import SimBench
-from tests.conftest import CONFIGS, NO_EFFECTS
+from tests.conftest import CONFIGS, NO_EFFECTS, bench_of
 
 RATE = 10_000.0
 
@@ -85,6 +85,9 @@ class BenchLockIn:
 
     def tone_off(self) -> None:
         self.log.append("tone off")
+
+    def programmed_amplitude_v(self) -> float | None:
+        return self.programmed[-1].amplitude_v if self.programmed else None
 
     residual_v_peak = 0.0
     reference_hz = 1000.0
@@ -252,7 +255,7 @@ def test_a_sine_output_that_cannot_reach_0_v_counts_everywhere() -> None:
     device = build_device(composite_config())
     with device:
         (lockin,) = device.demodulators.values()
-        raw = lockin.instrument  # type: ignore[attr-defined]
+        raw = lockin.instrument
         assert isinstance(raw, BenchLockIn)
         raw.residual_v_peak = math.sqrt(2) * 0.004
         # a reference so high that the residual alone breaks the slew limit is refused
@@ -266,3 +269,29 @@ def test_a_sine_output_that_cannot_reach_0_v_counts_everywhere() -> None:
         wave[3] = np.concatenate([up, up[::-1]])
         with pytest.raises(SafetyViolation, match="maximum"):
             device.apply(wave)
+
+
+def test_generated_ramps_leave_the_running_sines_room_under_the_slew_limit() -> None:
+    """Shutdown, park and approach ramps are slowed by Σ 2πfA of the sines on the electrodes,
+    so the layer's own ramps never fail (or break) the slew limit a sine shares with them."""
+    electrodes = yaml.safe_load((CONFIGS / "sim_dnpu.yaml").read_text())["setup"]["electrodes"]
+    electrodes[3]["rest_v"] = 0.5
+    device = build_device(composite_config({"setup": {"electrodes": electrodes}}))
+    bench = bench_of(device)
+    with device:
+        (lockin,) = device.demodulators.values()
+        raw = lockin.instrument
+        assert isinstance(raw, BenchLockIn)
+        lockin.configure(DemodulatorSettings(250.0, 1, 0.01, 24, 1e-6))
+        raw.residual_v_peak, raw.reference_hz = 0.1, 250.0  # stays on: 2π·250 Hz·0.1 V = 157 V/s
+        sine_slew = 2 * math.pi * 250.0 * 0.1
+        assert device.ramp_rate_v_per_s == pytest.approx(200.0 - sine_slew, rel=1e-5)
+        device.idle(0.01)  # ramps e3 from 0 V to its 0.5 V resting voltage
+        np.testing.assert_allclose(bench.applied_v[3], 0.5)
+        assert device.park().ok  # and back to 0 V
+        device.unpark()
+        device.idle(0.01)
+    report = device.last_shutdown_report
+    assert report is not None and report.ok
+    np.testing.assert_array_equal(bench.applied_v, np.zeros(7))
+    assert bench.audit.max_slew_v_per_s[3] <= (200.0 - sine_slew) * (1 + 1e-6)

@@ -105,6 +105,37 @@ def test_park_from_another_thread_cancels_a_1_s_record_and_the_record_resumes() 
     assert_audit_within_limits(device)
 
 
+def test_the_before_record_hook_runs_again_when_a_parked_record_is_replayed() -> None:
+    """Lock-in buffers armed on the record's trigger are armed again for the replay."""
+    device = make_device(loaded_at_rest(0.0, realtime=True))
+    bench = bench_of(device)
+    wave = held_record(device, 0.3, 0.6)
+    armed: list[float] = []
+    results: dict[str, Any] = {}
+    with device:
+        start_s = bench.timebase.now_s
+
+        def worker() -> None:
+            try:
+                hook = lambda: armed.append(bench.timebase.now_s)  # noqa: E731
+                results["acquisition"] = device.apply(wave, before_each_attempt=hook)
+            except BaseException as exc:  # reported below
+                results["error"] = exc
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        while bench.timebase.now_s < start_s + 0.15:
+            threading.Event().wait(0.01)
+        assert device.park().ok
+        assert len(armed) == 1
+        device.unpark()
+        thread.join(30)
+        assert "error" not in results, results.get("error")
+        assert len(armed) == 2 and armed[1] > armed[0]  # armed again, right before the replay
+        assert results["acquisition"].n_samples == wave.shape[1]
+    np.testing.assert_array_equal(bench.applied_v, 0.0)
+
+
 def test_a_training_run_continues_after_unpark(tmp_path: Path) -> None:
     loaded = config_from(
         "xor_sim.yaml",

@@ -1824,3 +1824,64 @@ def test_sr860_captures_x_and_y_during_a_simulated_record(serve: Any) -> None:
     assert x.size == y.size == math.floor(1.0 * rate + 1e-9) + 1
     steady = complex(reading.x, reading.y)
     _assert_settles_to(x, y, round(10 * 0.01 * rate), steady, 0.01)  # 4 ms before the end
+
+
+# -- X/Y traces: the rate picked for a record's length ---------------------------------------------
+@pytest.mark.parametrize(
+    ("duration_s", "max_rate_hz", "srat"),
+    [
+        (1.2, 512.0, 13),  # 614 points at 512 Hz fit the 16383-point buffer
+        (1.2, 300.0, 12),  # at most 300 Hz: 256 Hz
+        (70.0, 512.0, 11),  # 70 s holds neither 512 nor 256 Hz (16383 points): 128 Hz
+    ],
+)
+def test_sr830_trace_arms_the_buffer_at_the_fastest_rate_that_holds_the_record(
+    duration_s: float, max_rate_hz: float, srat: int
+) -> None:
+    transcript = [*SR830_ARM_ON_TRIGGER]
+    transcript[2] = (f"SRAT {srat}", None)
+    with expected_protocol(SR830, transcript) as lockin:
+        rate = lockin.start_xy_trace(duration_s, max_rate_hz)
+    assert rate == 0.0625 * 2**srat
+
+
+@pytest.mark.parametrize(
+    ("duration_s", "max_rate_hz", "match"),
+    [
+        (3e5, 512.0, "shorten the record"),  # > 16383 / 62.5 mHz
+        (1.0, 0.01, "shorten the record"),  # no rate at or below 10 mHz
+        (0.0, 512.0, "trace duration"),
+        (1.0, math.inf, "rate"),
+    ],
+)
+def test_sr830_trace_refusals_send_nothing(
+    duration_s: float, max_rate_hz: float, match: str
+) -> None:
+    with expected_protocol(SR830, []) as lockin, pytest.raises(LockinValueError, match=match):
+        lockin.start_xy_trace(duration_s, max_rate_hz)
+
+
+def test_sr860_trace_asks_the_maximum_then_arms_the_capture_that_holds_the_record() -> None:
+    # 1220.7 Hz / 2 = 610.4 Hz <= 1000 Hz asked; 1.2 s = 733 points + 2 = 5.9 kB -> 6 kB
+    transcript = [
+        ("CAPTURERATEMAX?", SR860_MAX),
+        ("CAPTURERATEMAX?", SR860_MAX),
+        ("CAPTURESTOP", None),
+        ("CAPTURECFG XY", None),
+        ("CAPTURERATE 1", None),
+        ("CAPTURELEN 6", None),
+        ("CAPTURESTART ONE, TRIG", None),
+        ("*ESR?", "0"),
+    ]
+    with binary_protocol(SR860, transcript) as lockin:
+        rate = lockin.start_xy_trace(1.2, 1000.0)
+    assert rate == pytest.approx(1220.703125 / 2)
+
+
+def test_sr860_trace_too_long_for_the_capture_is_refused_after_asking_the_maximum() -> None:
+    transcript = [("CAPTURERATEMAX?", SR860_MAX)]
+    with (
+        binary_protocol(SR860, transcript) as lockin,
+        pytest.raises(LockinValueError, match="4096 kB"),
+    ):
+        lockin.start_xy_trace(1e9, 1000.0)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.srs.base import InputMode, SRSLockin
@@ -32,7 +33,7 @@ from drivers.srs.common import (
 from drivers.srs.sr830 import SR830
 from drivers.srs.sr860 import SR860
 from labctl.config import SetupConfig
-from labctl.device.protocols import DemodulatedReading, DemodulatorSettings
+from labctl.device.protocols import DemodulatedReading, DemodulatedTrace, DemodulatorSettings
 from labctl.device.registry import BackendSpec, DeviceDiscoveryError
 from labctl.device.tones import ToneSpec
 
@@ -48,7 +49,7 @@ _DRIVER_INPUT: dict[str, InputMode] = {
 
 
 class _LockinSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     resource: str = Field(
         min_length=1,
@@ -136,6 +137,7 @@ class SRSLockinInstrument:
         self._driver: SRSLockin | None = None
         self._identity: dict[str, str] = {}
         self._tone: ToneSpec | None = None
+        self._tone_v_rms: float | None = None
         self._reference_hz: float | None = None
         """The internal reference (and so sine output) frequency (Hz); None: not known."""
         self._residual_v_peak: float | None = None
@@ -301,6 +303,40 @@ class SRSLockinInstrument:
             reading.x * per_unit, reading.y * per_unit, reading.status.overload
         )
 
+    # -- TriggeredDemodulatedReadout ---------------------------------------------------------
+    def arm_trace(self, duration_s: float, max_rate_hz: float) -> float:
+        """Arm the data buffer (SR830) or capture (SR86x) on TRIG IN; returns the rate (Hz).
+
+        Clears the latched status first, so :meth:`fetch_trace` reports overloads of the
+        trace only.
+
+        Raises:
+            LockinValueError: The buffer cannot hold ``duration_s`` (nothing stored).
+        """
+        driver = self.driver
+        with driver.lock:
+            driver.status()
+            return driver.start_xy_trace(duration_s, max_rate_hz)
+
+    def fetch_trace(self) -> DemodulatedTrace:
+        """The stored X/Y in A rms, the overload state since :meth:`arm_trace`, and the
+        filter the points went through."""
+        driver = self.driver
+        with driver.lock:
+            x, y, rate = driver.read_xy_trace()
+            overload = driver.status().overload
+            tau = driver.time_constant_s
+            slope = driver.filter_slope_db_per_oct
+        per_unit = self._to_amperes()
+        return DemodulatedTrace(
+            rate_hz=rate,
+            x_a=np.asarray(x, dtype=np.float64) * per_unit,
+            y_a=np.asarray(y, dtype=np.float64) * per_unit,
+            overload=overload,
+            time_constant_s=tau,
+            slope_db_per_oct=slope,
+        )
+
     # -- SineSource --------------------------------------------------------------------------
     def program_tone(self, spec: ToneSpec) -> None:
         """FREQ/PHAS/SLVL for ``spec`` (SLVL = amplitude/√2 rms, rounded down); the sine goes
@@ -310,14 +346,23 @@ class SRSLockinInstrument:
         accepts only its frequency (the safety layer checked 2πfA at that frequency)."""
         driver = self.driver
         self._tone = spec
+        self._tone_v_rms = None
         self._reference_hz = None  # moving: count the worst case until it is known again
-        driver.apply_tone(spec)
+        self._tone_v_rms = driver.apply_tone(spec)
         self._reference_hz = spec.frequency_hz
+
+    def programmed_amplitude_v(self) -> float | None:
+        """The running tone's amplitude (V peak) as programmed: √2 × the level in V rms,
+        rounded down to the instrument's step. None without a tone."""
+        if self._tone is None or self._tone_v_rms is None:
+            return None
+        return math.sqrt(2.0) * self._tone_v_rms
 
     def tone_off(self) -> None:
         """Sine output to its minimum (verified by reading it back)."""
         self.driver.safe_state()
         self._tone = None
+        self._tone_v_rms = None
 
     def residual_tone(self, electrode: str, reference_hz: float | None = None) -> ToneSpec | None:
         """The sine the output still makes at its minimum level (an SR830 cannot go below
@@ -346,6 +391,12 @@ class SR860Lockin(SRSLockinInstrument):
 
 
 # -- registry glue -----------------------------------------------------------------------------
+SR830_MAX_STORAGE_RATE_HZ = 512.0
+"""Fastest SR830 data-buffer storage rate (Hz, ``SRAT 13``): its X/Y samples come no faster."""
+SR860_MAX_CAPTURE_RATE_HZ = 1.25e6
+"""Fastest SR86x capture rate (Hz, ``CAPTURERATEMAX?`` at the shortest time constant)."""
+
+
 def _sr830_factory(
     setup: SetupConfig, settings: SR830Settings, built: Mapping[str, object]
 ) -> SR830Lockin:
@@ -399,6 +450,7 @@ SR830_BACKEND = BackendSpec(
     settings_model=SR830Settings,
     factory=_sr830_factory,
     list_devices=_lister(SR830, "sr830"),
+    max_sample_rate_hz=lambda settings: SR830_MAX_STORAGE_RATE_HZ,
 )
 
 SR860_BACKEND = BackendSpec(
@@ -408,4 +460,5 @@ SR860_BACKEND = BackendSpec(
     settings_model=SR860Settings,
     factory=_sr860_factory,
     list_devices=_lister(SR860, "sr860"),
+    max_sample_rate_hz=lambda settings: SR860_MAX_CAPTURE_RATE_HZ,
 )

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Self
 
+import numpy as np
+
 from drivers.srs.common import (
     Identity,
     IndexTable,
@@ -703,6 +705,22 @@ class SRSLockin(ABC):
             choose("snap quantity", name, OUTPUT_NAMES)
         codes = ",".join(str(self.OUTPUT_CODES[n]) for n in names)
         return self._io.query_floats(f"SNAP? {codes}", len(names))
+
+    # -- X/Y traces during a record ---------------------------------------------------------
+    @abstractmethod
+    def start_xy_trace(self, duration_s: float, max_rate_hz: float) -> float:
+        """Arm one-shot storage of X/Y, started by the next trigger, that holds at least
+        ``duration_s`` (s) at the highest rate the instrument offers up to ``max_rate_hz``
+        (Hz); return that rate (Hz).
+
+        Raises:
+            LockinValueError: The instrument cannot store that long at any rate up to
+                ``max_rate_hz`` (nothing sent).
+        """
+
+    @abstractmethod
+    def read_xy_trace(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """The points the armed trace stored so far: ``(x, y, rate_hz)``, oldest first."""
 
     # -- status ------------------------------------------------------------------------------
     @abstractmethod

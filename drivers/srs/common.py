@@ -671,3 +671,12 @@ def open_visa_resource(
     opened.read_termination = read_termination
     opened.write_termination = write_termination
     return opened
+
+
+def check_trace_request(duration_s: float, max_rate_hz: float) -> None:
+    """Refuse a trace length (s) or rate limit (Hz) that is not a positive finite number."""
+    for name, value, unit in (("trace duration", duration_s, "s"), ("rate", max_rate_hz, "Hz")):
+        if isinstance(value, bool) or not (
+            isinstance(value, int | float) and math.isfinite(value) and value > 0
+        ):
+            raise LockinValueError(f"{name} {value!r}: give a positive number of {unit}")

@@ -19,6 +19,7 @@ from drivers.srs.base import INPUT_MODES, InputMode, LockinStatus, SRSLockin
 from drivers.srs.common import (
     IndexTable,
     LockinValueError,
+    check_trace_request,
     choose,
     decade_table,
     format_number,
@@ -247,6 +248,32 @@ class SR830(SRSLockin):
         if values.size != n or not np.all(np.isfinite(values)):
             raise self._io.bad_reply(command, reply[:80], f"{n} numbers")
         return values
+
+    def start_xy_trace(self, duration_s: float, max_rate_hz: float) -> float:
+        """:meth:`start_buffered_xy` at the highest storage rate ≤ ``max_rate_hz`` whose
+        16383 points last ``duration_s``; the scan starts at the next trigger."""
+        check_trace_request(duration_s, max_rate_hz)
+        fitting = [
+            rate
+            for rate in SR830_STORAGE_RATES_HZ.values
+            if rate <= max_rate_hz * (1 + 1e-9) and duration_s * rate < SR830_BUFFER_POINTS
+        ]
+        if not fitting:
+            slowest = SR830_STORAGE_RATES_HZ.values[0]
+            raise LockinValueError(
+                f"the SR830 buffer holds {SR830_BUFFER_POINTS} points: "
+                f"{format_si(duration_s, 's')} needs a storage rate below "
+                f"{format_si(SR830_BUFFER_POINTS / duration_s, 'Hz')}, and its slowest is "
+                f"{format_si(slowest, 'Hz')} (at most {format_si(max_rate_hz, 'Hz')} asked); "
+                "shorten the record"
+            )
+        rate = max(fitting)
+        self.start_buffered_xy(rate, on_trigger=True)
+        return rate
+
+    def read_xy_trace(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`read_buffered_xy`."""
+        return self.read_buffered_xy()
 
     def stop_buffer(self) -> None:
         """Pause data storage (``PAUS``); the stored points stay readable."""

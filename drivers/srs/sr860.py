@@ -21,6 +21,7 @@ from drivers.srs.common import (
     IndexTable,
     LockinValueError,
     check_range,
+    check_trace_request,
     choose,
     decade_table,
     format_si,
@@ -301,6 +302,42 @@ class SR860(SRSLockin):
                 values.extend(block)
         data = np.asarray(values[: n_bytes // 4], dtype=np.float64).reshape(-1, 2)
         return data[:, 0].copy(), data[:, 1].copy(), rate
+
+    @property
+    def capture_rate_max_hz(self) -> float:
+        """Highest capture rate at the present time constant (``CAPTURERATEMAX?``, Hz)."""
+        maximum = self._io.query_float("CAPTURERATEMAX?")
+        if not (math.isfinite(maximum) and maximum > 0):
+            raise self._io.bad_reply("CAPTURERATEMAX?", format_si(maximum, "Hz"), "a rate")
+        return maximum
+
+    def start_xy_trace(self, duration_s: float, max_rate_hz: float) -> float:
+        """:meth:`start_capture_xy` at the highest rate ``CAPTURERATEMAX?`` / 2^n ≤
+        ``max_rate_hz`` whose buffer (at most 4096 kB) holds ``duration_s``; starts at the
+        next trigger."""
+        check_trace_request(duration_s, max_rate_hz)
+        with self._io.lock:
+            maximum = self.capture_rate_max_hz
+            low_kb, high_kb = CAPTURE_LENGTH_KB
+            for n in range(CAPTURE_MAX_RATE_DIVIDER_EXPONENT + 1):
+                rate = maximum / 2.0**n
+                if rate > max_rate_hz * (1 + 1e-9):
+                    continue
+                n_bytes = (math.ceil(duration_s * rate) + 2) * _XY_BYTES_PER_POINT
+                length_kb = max(low_kb, 2 * math.ceil(n_bytes / 2048))
+                if length_kb <= high_kb:
+                    self.start_capture_xy(rate, length_kb=length_kb, on_trigger=True)
+                    return rate
+        raise LockinValueError(
+            f"the {self.model} capture holds {high_kb} kB ({high_kb * 128} X/Y points): "
+            f"{format_si(duration_s, 's')} does not fit at any rate CAPTURERATEMAX? "
+            f"({format_si(maximum, 'Hz')}) / 2^n up to {format_si(max_rate_hz, 'Hz')}; "
+            "shorten the record"
+        )
+
+    def read_xy_trace(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`read_capture_xy`."""
+        return self.read_capture_xy()
 
     def stop_capture(self) -> None:
         """Stop the capture (``CAPTURESTOP``); the captured points stay readable."""

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from labctl.config.setup import _Strict
+from labctl.config.setup import RolesConfig, _Strict
 
 
 class CalibrationConfig(_Strict):
@@ -36,6 +36,42 @@ class AdaptiveAmplitudeConfig(_Strict):
     )
     min_amplitude_v: float = Field(0.002, gt=0, description="Smallest amplitude (V).")
     max_amplitude_v: float = Field(0.05, gt=0, description="Largest amplitude (V).")
+
+
+class HardwareLockinConfig(_Strict):
+    """Gradient extraction with hardware lock-in amplifiers (``demodulation: hardware_lockin``).
+
+    Each perturbed electrode's tone comes from the sine output of the lock-in wired to it
+    (``setup.roles.sine_sources``), which also reads the output current at that tone: one
+    lock-in per electrode in ``parallel`` mode, the same lock-ins one at a time in
+    ``sequential`` mode. The DAQ holds the operating points; the lock-ins store X/Y from the
+    record's start trigger, and each operating point is read after the filter has settled.
+    """
+
+    time_constant_s: float = Field(
+        0.03,
+        gt=0,
+        description="Output filter time constant (s); the instrument's smallest entry at or "
+        "above it is used. Tones closer than a few 1/(2π τ) leak into each other's readings.",
+    )
+    slope_db_per_oct: Literal[6, 12, 18, 24] = Field(
+        24, description="Output filter roll-off (dB/octave)."
+    )
+    sensitivity_a: float = Field(
+        10e-9,
+        gt=0,
+        description="Full-scale current (A rms): the instrument's smallest entry at or above "
+        "it. Readings above it overload (the result is flagged saturated).",
+    )
+    settle_time_constants: float | None = Field(
+        None,
+        gt=0,
+        description="Settling after each operating point, in time constants (default: the "
+        "instrument's rule, 5/7/9/10 τ for 6/12/18/24 dB/oct).",
+    )
+    max_trace_rate_hz: float = Field(
+        512.0, gt=0, description="Highest X/Y storage rate to use (Hz)."
+    )
 
 
 class HomodyneConfig(_Strict):
@@ -72,12 +108,17 @@ class HomodyneConfig(_Strict):
         description="'projection' onto the calibrated phase, or the lab's sign-by-phase rule.",
     )
     phase_threshold_deg: float = Field(90.0, gt=0, lt=180, description="Sign-rule threshold.")
-    demodulation: Literal["least_squares", "boxcar", "software_lockin"] = Field(
+    demodulation: Literal["least_squares", "boxcar", "software_lockin", "hardware_lockin"] = Field(
         "least_squares",
-        description="How the sampled record is demodulated: joint least-squares fit, plain "
-        "boxcar averages, or a streaming software lock-in (mix, n-th order RC low-pass, "
-        "averaged over each window). The old name 'lockin' is accepted with a warning. Hardware "
-        "lock-in amplifiers are instruments of the setup, not a demodulation.",
+        description="How the output is demodulated: joint least-squares fit of the sampled "
+        "record, plain boxcar averages, a streaming software lock-in (mix, n-th order RC "
+        "low-pass, averaged over each window), or 'hardware_lockin': lock-in amplifiers of "
+        "the setup drive the tones and read the responses (see hardware_lockin). The old "
+        "name 'lockin' (the software lock-in) is accepted with a warning.",
+    )
+    hardware_lockin: HardwareLockinConfig = Field(
+        default_factory=HardwareLockinConfig,
+        description="Lock-in settings for demodulation: hardware_lockin.",
     )
     lockin_order: int = Field(
         4, ge=1, le=8, description="Software lock-in low-pass order (6 dB/oct each)."
@@ -93,7 +134,7 @@ class HomodyneConfig(_Strict):
             warnings.warn(
                 "homodyne.demodulation: 'lockin' is now called 'software_lockin' (the streaming "
                 "software lock-in on the sampled record); write that instead. Hardware lock-in "
-                "amplifiers are configured as instruments under setup.instruments.",
+                "amplifiers are 'hardware_lockin'.",
                 FutureWarning,
                 stacklevel=2,
             )
@@ -108,6 +149,17 @@ class HomodyneConfig(_Strict):
     def _consistent(self) -> HomodyneConfig:
         if self.band_hz[0] >= self.band_hz[1]:
             raise ValueError(f"band_hz {list(self.band_hz)} must be [low, high] with low < high")
+        if self.demodulation == "hardware_lockin":
+            if self.mode == "fd":
+                raise ValueError(
+                    "homodyne.mode 'fd' measures at DC: it needs no lock-in; use parallel or "
+                    "sequential with demodulation: hardware_lockin"
+                )
+            if self.curvature:
+                raise ValueError(
+                    "homodyne.curvature needs the sampled record (sum and difference "
+                    "frequencies); lock-ins read only their own tone: set curvature: false"
+                )
         if isinstance(self.amplitude_v, float) and self.amplitude_v <= 0:
             raise ValueError("amplitude_v must be positive")
         if isinstance(self.amplitude_v, dict):
@@ -121,3 +173,37 @@ class HomodyneConfig(_Strict):
         if isinstance(self.amplitude_v, dict):
             return float(self.amplitude_v.get(electrode, 0.01))
         return float(self.amplitude_v)
+
+
+def hardware_lockin_problems(perturbed: list[str], roles: RolesConfig | None) -> list[str]:
+    """What keeps ``demodulation: hardware_lockin`` from running on a setup; empty when fine.
+
+    Every perturbed electrode needs a lock-in that drives its tone (``setup.roles.sine_sources``)
+    and reads it (the same instrument in ``setup.roles.demodulated_readouts``), and no lock-in
+    may serve two electrodes (its sine output is one tone on one electrode).
+    """
+    if roles is None:
+        return ["setup.roles: lock-in mode needs a setup of instruments with roles"]
+    sine_sources, demodulated_readouts = roles.sine_sources, roles.demodulated_readouts
+    problems = []
+    owners: dict[str, str] = {}
+    for electrode in perturbed:
+        instrument = sine_sources.get(electrode)
+        if instrument is None:
+            problems.append(
+                f"setup.roles.sine_sources has no lock-in for perturbed electrode {electrode!r}: "
+                "wire a lock-in's sine output to it and name that instrument there"
+            )
+            continue
+        if instrument not in demodulated_readouts:
+            problems.append(
+                f"setup.roles.sine_sources.{electrode}: {instrument!r} drives the tone but is "
+                "not in setup.roles.demodulated_readouts, so nothing reads it"
+            )
+        if instrument in owners:
+            problems.append(
+                f"setup.roles.sine_sources: {instrument!r} is wired to both "
+                f"{owners[instrument]!r} and {electrode!r}; one sine output makes one tone"
+            )
+        owners.setdefault(instrument, electrode)
+    return problems

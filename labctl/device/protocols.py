@@ -124,6 +124,47 @@ class DemodulatedReadout(Instrument, Protocol):
         """The present X/Y reading."""
 
 
+@dataclass(frozen=True, eq=False)
+class DemodulatedTrace:
+    """X/Y stored by a demodulated readout at a fixed rate from a trigger.
+
+    Point ``k`` was taken ``k / rate_hz`` seconds after the trigger (the start of the voltage
+    source's record, which is wired to the instrument's trigger input).
+
+    Attributes:
+        rate_hz: Storage rate (Hz).
+        x_a: In-phase component per point (A, rms).
+        y_a: Quadrature component per point (A, rms).
+        overload: Whether the input or the output filter overloaded while storing.
+        time_constant_s: Output filter time constant (s) the points were filtered with.
+        slope_db_per_oct: Output filter roll-off (6, 12, 18 or 24 dB/octave).
+    """
+
+    rate_hz: float
+    x_a: FloatArray
+    y_a: FloatArray
+    overload: bool
+    time_constant_s: float
+    slope_db_per_oct: int
+
+
+@runtime_checkable
+class TriggeredDemodulatedReadout(DemodulatedReadout, Protocol):
+    """A demodulated readout that stores X/Y from a trigger (a lock-in's data buffer).
+
+    Readings taken this way line up with the voltage source's record sample for sample, so
+    operating points visited in one record are read from one trace.
+    """
+
+    def arm_trace(self, duration_s: float, max_rate_hz: float) -> float:
+        """Arm storage of X/Y to start at the next trigger, for at least ``duration_s`` (s), at
+        the highest rate the instrument offers up to ``max_rate_hz`` (Hz); return that rate.
+        Raises ValueError when the instrument cannot store that long."""
+
+    def fetch_trace(self) -> DemodulatedTrace:
+        """The points stored since the trigger."""
+
+
 @runtime_checkable
 class SineSource(Instrument, Protocol):
     """Generates its own sine on one electrode from a declarative spec (a lock-in's sine out).
@@ -137,6 +178,10 @@ class SineSource(Instrument, Protocol):
 
     def tone_off(self) -> None:
         """Bring the sine output to its minimum: the safe state."""
+
+    def programmed_amplitude_v(self) -> float | None:
+        """Amplitude (V peak) of the tone running now, as the instrument realised it (its level
+        steps may round the spec's amplitude down); None when no tone runs. No I/O."""
 
     def residual_tone(self, electrode: str, reference_hz: float | None = None) -> ToneSpec | None:
         """The sine the output still makes on ``electrode`` in its safe state, or None for none.

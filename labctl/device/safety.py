@@ -31,7 +31,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -49,8 +49,10 @@ from labctl.device.knowledge import ElectrodeKnowledge
 from labctl.device.protocols import (
     DemodulatedReading,
     DemodulatedReadout,
+    DemodulatedTrace,
     DemodulatorSettings,
     SineSource,
+    TriggeredDemodulatedReadout,
 )
 from labctl.device.reports import DeviceShutDown, ShutdownFailed, ShutdownReport
 from labctl.device.signals import TerminatedBySignal, shutdown_on_signals, signals_deferred
@@ -83,7 +85,7 @@ ZERO_TOLERANCE_V = 1e-3
 """A readback within this of 0 V (V) verifies a shutdown."""
 
 
-class _CheckedDemodulator:
+class CheckedDemodulator:
     """A demodulated readout seen through the safety layer: configuring goes through
     :meth:`SafeDevice.configure_demodulator`; reading passes straight through."""
 
@@ -109,6 +111,31 @@ class _CheckedDemodulator:
 
     def read(self) -> DemodulatedReading:
         return self._demodulator.read()
+
+    @property
+    def can_trace(self) -> bool:
+        """Whether the instrument stores X/Y from a trigger (see :meth:`arm_trace`)."""
+        return isinstance(self._demodulator, TriggeredDemodulatedReadout)
+
+    def arm_trace(self, duration_s: float, max_rate_hz: float) -> float:
+        """Arm X/Y storage started by the next record (moves no output); returns the rate (Hz).
+
+        Raises:
+            TypeError: The instrument stores no traces.
+        """
+        return self._triggered().arm_trace(duration_s, max_rate_hz)
+
+    def fetch_trace(self) -> DemodulatedTrace:
+        """The X/Y stored since the trigger."""
+        return self._triggered().fetch_trace()
+
+    def _triggered(self) -> TriggeredDemodulatedReadout:
+        if not isinstance(self._demodulator, TriggeredDemodulatedReadout):
+            raise TypeError(
+                f"demodulated readout {self._name!r} cannot store X/Y from a trigger (no buffer "
+                "or capture): it cannot read operating points during a record"
+            )
+        return self._demodulator
 
     @property
     def instrument(self) -> DemodulatedReadout:
@@ -220,7 +247,7 @@ class SafeDevice:
         return dict(self._setup.instruments)
 
     @property
-    def demodulators(self) -> Mapping[str, DemodulatedReadout]:
+    def demodulators(self) -> Mapping[str, CheckedDemodulator]:
         """The demodulated readouts (lock-ins) by instrument name.
 
         Reading them moves nothing. Configuring one that is also a sine source moves its
@@ -228,7 +255,7 @@ class SafeDevice:
         :meth:`configure_demodulator`, which checks the sine at the new frequency first.
         """
         return {
-            name: _CheckedDemodulator(self, name, d) for name, d in self._setup.demodulators.items()
+            name: CheckedDemodulator(self, name, d) for name, d in self._setup.demodulators.items()
         }
 
     def configure_demodulator(
@@ -388,7 +415,13 @@ class SafeDevice:
             tone_slew_v_per_s=slew,
         )
 
-    def apply(self, waveform_v: FloatArray, sample_rate_hz: float | None = None) -> Acquisition:
+    def apply(
+        self,
+        waveform_v: FloatArray,
+        sample_rate_hz: float | None = None,
+        *,
+        before_each_attempt: Callable[[], None] | None = None,
+    ) -> Acquisition:
         """Check and apply a waveform; return the synchronously sampled output current.
 
         The waveform must start and end on the resting voltages. If the electrodes hold
@@ -397,10 +430,16 @@ class SafeDevice:
         While the device is parked this call waits for :meth:`unpark`; a record cancelled by
         a park is played again, whole, after it.
 
+        A setup without a sampled readout (lock-ins only) plays the waveform all the same and
+        returns a record with no outputs (``current_a`` of shape ``(0, n_samples)``).
+
         Args:
             waveform_v: Shape ``(n_electrodes, n_samples)`` (V).
             sample_rate_hz: Rate (Hz); default the device's rate. It must be one the hardware
                 supports exactly (see :meth:`coerce_sample_rate`), so tones stay coherent.
+            before_each_attempt: Called right before the record (ramp included) starts, again
+                before a replay after a park: e.g. arms lock-in buffers started by the record's
+                trigger. It must not drive electrodes.
 
         Raises:
             SafetyViolation: The waveform (or the ramp to it) breaks a limit; nothing was sent.
@@ -414,8 +453,6 @@ class SafeDevice:
         wave[:, 0] = rest  # within round-off of rest (checked): make the ends exact
         wave[:, -1] = rest
         readout = self._setup.readout
-        if readout is None:
-            raise TypeError("this setup has no sampled readout; use its demodulated readouts")
         with self._cond:
             self._ensure_open()
             coerced = self._source.coerce_sample_rate(rate)
@@ -434,9 +471,20 @@ class SafeDevice:
                         continue
                     self._cancel = cancel
                 try:
-                    readout.arm(full.shape[1], rate)
+                    if before_each_attempt is not None:
+                        before_each_attempt()
+                    if readout is not None:
+                        readout.arm(full.shape[1], rate)
                     self._knowledge.play(full, rate, cancel)
-                    acquisition = readout.fetch()
+                    acquisition = (
+                        readout.fetch()
+                        if readout is not None
+                        else Acquisition(
+                            current_a=np.zeros((0, full.shape[1])),
+                            sample_rate_hz=rate,
+                            saturated=np.zeros(0, dtype=bool),
+                        )
+                    )
                 except RecordInterrupted as exc:
                     if exc.cancelled and (self._park_requested or not self._accepting):
                         continue  # parked: replay after unpark; shut down: refused above
@@ -600,6 +648,20 @@ class SafeDevice:
                 self.park()
 
     # -- internals ------------------------------------------------------------------------
+    @property
+    def ramp_rate_v_per_s(self) -> float:
+        """Rate (V/s) of the ramps this layer generates (to a record, to park, to 0 V).
+
+        The configured ramp rate, lowered so that a ramp plus the sines running on any
+        electrode (programmed tones, and the residual a sine output keeps at its minimum)
+        stays under the slew limit: Σ 2πfA is taken from the slew budget first.
+        """
+        _, tone_slew = tone_envelope(self._active_tones(), self._electrodes)
+        room = self._limits.slew_v_per_s - max(tone_slew, default=0.0)
+        rate = min(self._limits.effective_ramp_v_per_s, room * (1 - 1e-6))
+        # tones leave no room at all only if their own check failed; never a zero rate
+        return max(rate, 1e-3 * self._limits.slew_v_per_s)
+
     def _active_tones(self) -> list[ToneSpec]:
         """Every sine on the electrodes: programmed tones, and safe-state residuals."""
         specs = [spec for tones in self._tones.values() for spec in tones]
@@ -634,9 +696,7 @@ class SafeDevice:
     def _with_ramp(self, wave: FloatArray, rate: float) -> tuple[FloatArray, int]:
         """``wave`` preceded by the ramp from what the electrodes hold; checked whole."""
         self._knowledge.require_known()
-        ramp = ramp_samples(
-            self._knowledge.held_v, wave[:, 0], rate, self._limits.effective_ramp_v_per_s
-        )
+        ramp = ramp_samples(self._knowledge.held_v, wave[:, 0], rate, self.ramp_rate_v_per_s)
         full = np.concatenate([ramp, wave], axis=1) if ramp.shape[1] else wave
         self._check_sent(full, rate, self._knowledge.held_v)
         return full, ramp.shape[1]
@@ -741,7 +801,7 @@ class SafeDevice:
     def _zero_move(self, held: FloatArray, rate: float) -> FloatArray | None:
         """Ramp rows for known electrodes, one step to 0 V for unknown ones; None if at 0."""
         start = np.nan_to_num(held, nan=0.0)
-        wave = ramp_samples(start, np.zeros_like(start), rate, self._limits.effective_ramp_v_per_s)
+        wave = ramp_samples(start, np.zeros_like(start), rate, self.ramp_rate_v_per_s)
         if wave.shape[1] == 0:
             if not np.isnan(held).any():
                 return None
@@ -758,7 +818,7 @@ class SafeDevice:
             start = np.nan_to_num(held, nan=0.0)
             target = start.copy()
             target[row] = 0.0
-            wave = ramp_samples(start, target, rate, self._limits.effective_ramp_v_per_s)
+            wave = ramp_samples(start, target, rate, self.ramp_rate_v_per_s)
             if wave.shape[1] == 0:
                 wave = target[:, None].copy()
             try:

@@ -10,6 +10,10 @@ Modes (all through the same safe device, so they can be compared in device-secon
 
 - ``parallel``: every electrode gets its tone at once; one record for all points.
 - ``sequential``: one electrode at a time (the paper's reference); N records.
+With ``demodulation: hardware_lockin`` the parallel and sequential modes read lock-in
+amplifiers instead of the sampled record (:mod:`labctl.homodyne.hardware`): the lock-ins' sine
+outputs make the tones, their stored X/Y give the responses.
+
 - ``fd``: central finite differences at DC, ``(I(V + h) - I(V - h)) / 2h``; one record with
   2N + 1 plateaus per point. Its standard errors come from the scatter inside each plateau and
   assume white noise: under 1/f noise and drift (which move the whole plateau) they read low,
@@ -29,11 +33,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from labctl.config import HomodyneConfig, SetupConfig
-from labctl.device import FloatArray
+from labctl.device import Acquisition, FloatArray
 from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibration import ChainResponse, project_with_errors, sign_by_phase
 from labctl.homodyne.demod import ToneFit, boxcar_demodulate, fit_tones, local_noise_stderr
 from labctl.homodyne.drive import Drive, ToneSet, device_drive
+from labctl.homodyne.hardware import LockinBank, LockinReading
 from labctl.homodyne.lockin import StreamingLockIn
 from labctl.homodyne.plan import (
     FrequencyPlan,
@@ -185,6 +190,11 @@ class GradientEngine:
         self._calibration = calibration
         self._plan = self._make_plan()
         self._fallback_announced = False
+        self._lockins = (
+            LockinBank(device, setup, settings, perturbed)
+            if settings.demodulation == "hardware_lockin"
+            else None
+        )
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -227,6 +237,17 @@ class GradientEngine:
     def set_calibration(self, calibration: ChainResponse | None) -> None:
         """Use a (new) chain calibration for phase projection."""
         self._calibration = calibration
+
+    @property
+    def demodulation(self) -> str:
+        """How responses are read: the configured demodulation, or the lock-ins in use."""
+        if self._lockins is not None:
+            return self._lockins.describe()
+        return {
+            "least_squares": "least-squares fit of the sampled record",
+            "boxcar": "boxcar averages of the sampled record",
+            "software_lockin": "software lock-in on the sampled record",
+        }.get(self._settings.demodulation, self._settings.demodulation)
 
     @property
     def phase_method(self) -> str:
@@ -279,7 +300,9 @@ class GradientEngine:
                 "(run `labctl calibrate` for unbiased, sign-safe gradients)"
             )
         start = self._device.device_seconds
-        if mode == "parallel":
+        if mode in ("parallel", "sequential") and self._lockins is not None:
+            results, records = self._hardware_lockins(points, sequential=mode == "sequential")
+        elif mode == "parallel":
             results, records = self._parallel(points)
         elif mode == "sequential":
             results, records = self._sequential(points)
@@ -306,6 +329,12 @@ class GradientEngine:
         points = np.atleast_2d(np.asarray(operating_points_v, dtype=np.float64))
         drive = self._drive(points, tones=None)
         acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+        _finite_record(acquisition)
+        if acquisition.current_a.shape[0] == 0:
+            raise ValueError(
+                "this setup has no sampled readout (setup.roles.sampled_readout), so the DC "
+                "output current cannot be measured; lock-ins read only their tones"
+            )
         currents = np.array(
             [drive.window_samples(acquisition.current_a[0], c).mean() for c in range(len(points))]
         )
@@ -316,6 +345,7 @@ class GradientEngine:
         tones = self.tone_set()
         drive = self._drive(points, tones)
         acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+        _finite_record(acquisition)
         record = acquisition.current_a[0]
         saturated = bool(acquisition.saturated.any())
         lockin = None
@@ -349,6 +379,7 @@ class GradientEngine:
             tones = self.tone_set(only=k)
             drive = self._drive(points, tones)
             acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+            _finite_record(acquisition)
             records.append(acquisition.current_a)
             saturated |= bool(acquisition.saturated.any())
             for case, window in enumerate(drive.windows):
@@ -373,6 +404,37 @@ class GradientEngine:
         ]
         return results, records
 
+    def _hardware_lockins(
+        self, points: FloatArray, *, sequential: bool
+    ) -> tuple[list[GradientResult], list[FloatArray]]:
+        """Gradients read by the lock-ins: one record with every tone, or one per electrode."""
+        assert self._lockins is not None
+        n = len(self._names)
+        groups = [[k] for k in range(n)] if sequential else [list(range(n))]
+        frequencies = self._plan.frequencies_hz
+        readings: list[dict[int, LockinReading]] = [{} for _ in points]
+        amplitudes = self._amplitudes.copy()
+        dc = np.zeros((len(groups), len(points)))
+        saturated = False
+        records = []
+        for g, which in enumerate(groups):
+            amplitudes_asked = [float(a) for a in self._amplitudes]
+            record, realised = self._lockins.read(points, which, frequencies, amplitudes_asked)
+            amplitudes[which] = realised
+            for case in range(len(points)):
+                for k, reading in zip(which, record.readings[case], strict=True):
+                    readings[case][k] = reading
+            dc[g] = record.dc_current_a
+            saturated |= record.saturated
+            records.append(record.record_a)
+        everyone = np.arange(n)
+        results = []
+        for case, point in enumerate(points):
+            ordered = [readings[case][k] for k in range(n)]
+            fit = _fit_from_lockins(ordered, frequencies, float(dc[:, case].mean()))
+            results.append(self._result(point, fit, everyone, saturated, amplitudes))
+        return results, records
+
     def _finite_differences(
         self, points: FloatArray
     ) -> tuple[list[GradientResult], list[FloatArray]]:
@@ -390,6 +452,7 @@ class GradientEngine:
         self._check_points(plateau_array, margin=np.zeros(n))
         drive = self._drive(plateau_array, tones=None)
         acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
+        _finite_record(acquisition)
         record = acquisition.current_a[0]
         means = np.array([drive.window_samples(record, c).mean() for c in range(len(plateaus))])
         sems = np.array(
@@ -480,9 +543,9 @@ class GradientEngine:
         return with_local_noise(fit, samples, self._rate)
 
     def _to_gradient(
-        self, fit: ToneFit, which: np.ndarray
+        self, fit: ToneFit, which: np.ndarray, amplitudes_v: FloatArray | None = None
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        amplitudes = self._amplitudes[which]
+        amplitudes = (self._amplitudes if amplitudes_v is None else amplitudes_v)[which]
         frequencies = np.array(fit.frequencies_hz)
         c = np.atleast_1d(fit.complex_amplitude)
         components = np.atleast_2d(fit.stderr_components)
@@ -498,9 +561,14 @@ class GradientEngine:
         return gradient, stderr, np.full(len(which), np.nan)
 
     def _result(
-        self, point: FloatArray, fit: ToneFit, which: np.ndarray, saturated: bool
+        self,
+        point: FloatArray,
+        fit: ToneFit,
+        which: np.ndarray,
+        saturated: bool,
+        amplitudes_v: FloatArray | None = None,
     ) -> GradientResult:
-        gradient, stderr, quadrature = self._to_gradient(fit, which)
+        gradient, stderr, quadrature = self._to_gradient(fit, which, amplitudes_v)
         hessian = hessian_se = None
         if self._settings.curvature and len(fit.extra_frequencies_hz):
             hessian, hessian_se = self._hessian(fit)
@@ -553,6 +621,40 @@ class GradientEngine:
         upper_se = np.triu(hessian_se, 1)
         hessian_se = np.diag(np.diag(hessian_se)) + upper_se + upper_se.T
         return hessian, hessian_se
+
+
+def _finite_record(acquisition: Acquisition) -> FloatArray:
+    """The acquisition's current record, refused when any sample is NaN or infinite."""
+    record = acquisition.current_a
+    bad = int(np.count_nonzero(~np.isfinite(record)))
+    if bad:
+        raise ValueError(
+            f"the readout returned {bad} NaN or inf samples in a record of {record.size}: the "
+            "readout instrument or its connection failed (nothing can be demodulated from that). "
+            "Check the amplifier, the ADC wiring and the readout instrument, then measure again "
+            "(labctl train --resume RUN_DIR continues a run)"
+        )
+    return record
+
+
+def _fit_from_lockins(
+    readings: list[LockinReading], frequencies_hz: tuple[float, ...], dc_a: float
+) -> ToneFit:
+    """The lock-in readings of one point as the :class:`ToneFit` the sampled path makes."""
+    components = np.array([r.stderr_components_a for r in readings], dtype=np.float64)
+    return ToneFit(
+        complex_amplitude=np.array([r.complex_amplitude_a for r in readings]),
+        stderr=components.max(axis=1),
+        stderr_components=components,
+        dc=np.array(dc_a),
+        drift_per_s=np.array(0.0),
+        extra_complex_amplitude=np.zeros(0, dtype=np.complex128),
+        extra_stderr=np.zeros(0),
+        residual_rms=np.array(np.nan),
+        n_samples=min(r.n_points for r in readings),
+        frequencies_hz=tuple(frequencies_hz),
+        extra_frequencies_hz=(),
+    )
 
 
 def with_local_noise(fit: ToneFit, samples: FloatArray, rate_hz: float) -> ToneFit:

@@ -90,6 +90,16 @@ class LabConfig(_Strict):
     lockins: list[LockinSection] = Field(default_factory=list)
 
 
+def on_free_ports(config: LabConfig) -> LabConfig:
+    """``config`` with every server on a free port (port 0), e.g. for tests and benchmarks."""
+    update: dict[str, Any] = {
+        "lockins": [entry.model_copy(update={"port": 0}) for entry in config.lockins]
+    }
+    if config.daq is not None:
+        update["daq"] = config.daq.model_copy(update={"port": 0})
+    return config.model_copy(update=update)
+
+
 def load_lab_config(path: str | Path) -> LabConfig:
     """Read and validate a lab YAML; relative paths inside are relative to the file.
 
