@@ -51,8 +51,14 @@ __all__ = [
 log = logging.getLogger("labctl")
 
 
-def _load(path: str) -> LoadedConfig:
-    return load_config(path)
+def _load(path: str, *, plan: bool = False) -> LoadedConfig:
+    """The validated configuration; with ``plan``, its frequency plan checked too."""
+    loaded = load_config(path)
+    if plan:
+        from labctl.config.loader import check_frequency_plan
+
+        check_frequency_plan(loaded)
+    return loaded
 
 
 def _device(args: argparse.Namespace, loaded: LoadedConfig) -> SafeDevice:
@@ -85,7 +91,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for path in args.config:
         try:
-            loaded = _load(path)
+            loaded = _load(path, plan=True)
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             status = EXIT_BAD_INPUT
@@ -215,7 +221,7 @@ def cmd_gradient(args: argparse.Namespace) -> int:
     from labctl.homodyne.report import gradient_report, print_gradient_report
     from labctl.homodyne.session import open_engine
 
-    loaded = _load(args.config)
+    loaded = _load(args.config, plan=True)
     point = _operating_point(loaded, args.at or [])
     with _device(args, loaded) as device:
         engine, calibration_note = open_engine(device, loaded, curvature=args.curvature)
@@ -261,7 +267,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     from labctl.homodyne.session import open_engine
 
-    loaded = _load(args.config)
+    loaded = _load(args.config, plan=True)
     cal = loaded.config.homodyne.calibration
     electrode = cal.electrode or loaded.config.perturbed_electrodes()[0]
     path = Path(args.output) if args.output else default_calibration_path(loaded)
@@ -317,6 +323,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if bool(args.config) == bool(args.resume):
         raise UsageError("give either a CONFIG to start a run or --resume RUN_DIR")
+    if args.resume and not (Path(args.resume) / "run.sqlite").is_file():
+        raise UsageError(
+            f"--resume {args.resume}: not a run directory (no run.sqlite in it); "
+            "`labctl runs DIRECTORY` lists the runs that can be resumed"
+        )
+    if args.config:
+        from labctl.config.loader import check_run_directory
+
+        check_run_directory(_load(args.config, plan=True))
     return train(args)
 
 
@@ -344,6 +359,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in interrupted:
         print(f"interrupted: continue with  labctl train --resume {r.path}")
     return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``labctl bench``: the benchmark suite (see :mod:`labctl.benchsuite`)."""
+    from labctl.benchsuite.cli import command
+
+    return command(args)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``labctl reproduce``: the paper's key figures (see :mod:`labctl.reproduce`)."""
+    from labctl.reproduce.cli import command
+
+    return command(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -439,6 +468,19 @@ class UsageError(ValueError):
     """A command-line argument is wrong (exit 2)."""
 
 
+def _tcp_port(text: str) -> int:
+    """A ``--port`` value: an integer 0-65535 (0: any free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a TCP port: give 1-65535, or 0 for any free port"
+        )
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(
@@ -508,12 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sim-daq", help="serve a simulated NI gRPC Device Server on localhost (nidaqmx clients)"
     )
     p.add_argument("--config", help="simulated devices and bench (YAML; default: built in)")
-    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
+    p.add_argument("--port", type=_tcp_port, default=0, help="TCP port on 127.0.0.1 (0: any free)")
     p.set_defaults(func=cmd_sim_daq)
 
     p = sub.add_parser("sim-lockin", help="serve a simulated SR830/SR860 lock-in on localhost")
     p.add_argument("--model", choices=["sr830", "sr860"], default="sr830")
-    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
+    p.add_argument("--port", type=_tcp_port, default=0, help="TCP port on 127.0.0.1 (0: any free)")
     p.add_argument("--bench-config", help="labctl YAML whose simulated bench it reads")
     p.set_defaults(func=cmd_sim_lockin)
 
@@ -523,11 +565,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML describing the simulated instruments and their wiring")
     p.set_defaults(func=cmd_sim_lab)
 
+    from labctl.benchsuite.cli import add_arguments as add_bench_arguments
+    from labctl.reproduce.cli import add_arguments as add_reproduce_arguments
+
+    p = sub.add_parser("bench", help="run the benchmark suite, write a Markdown report and PNGs")
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("reproduce", help="regenerate the paper's key figures on the simulator")
+    add_reproduce_arguments(p)
+    p.set_defaults(func=cmd_reproduce)
+
     p = sub.add_parser("export", help="export a run to HDF5 or CSV")
     p.add_argument("run_dir", help="run directory")
     p.add_argument("--format", choices=["hdf5", "csv"], default="hdf5")
     p.add_argument("-o", "--output", help="output file (default: inside the run directory)")
     p.set_defaults(func=cmd_export)
+
+    from labctl.twin.cli import add_twin_commands
+
+    p = sub.add_parser("twin", help="digital twins: import a PyTorch twin, sample a device, fit")
+    add_twin_commands(p)
     return parser
 
 

@@ -41,7 +41,6 @@ from simulated_hw.hopping import N_VOLTAGE_ELECTRODES, HoppingNetworkModel
 from simulated_hw.models import DeviceModel, ResistorModel, gradient_fd
 from simulated_hw.surrogate import (
     SurrogateFormatError,
-    SurrogateModel,
     default_surrogate_path,
     surrogate_electrode_count,
 )
@@ -51,6 +50,9 @@ TIMEBASE_HZ = 100e6
 """Simulated DAQ timebase (Hz): rates are coerced to TIMEBASE_HZ / integer divisor."""
 CHUNK_S = 0.05
 """Longest piece of a record played at once in real-time mode (s): the cancel latency."""
+MAX_SAMPLE_RATE_HZ = 2e6
+"""Fastest AO/AI rate the simulated DAQ accepts (Hz), as a fast multifunction card; validation
+refuses a higher ``setup.sample_rate_hz``."""
 
 
 class EffectsSettings(BaseModel):
@@ -68,7 +70,7 @@ class EffectsSettings(BaseModel):
 class SimulatedSettings(BaseModel):
     """Settings of the simulated DNPU backend (``setup.backend.settings``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     model: Literal["hopping", "surrogate"] = Field(
         "hopping", description="'hopping' (physics model) or 'surrogate' (MLP digital twin)."
     )
@@ -77,7 +79,9 @@ class SimulatedSettings(BaseModel):
         None, ge=0, description="Seed of the noise alone (default: seed); same device, new noise."
     )
     surrogate_path: Path | None = Field(
-        None, description="NPZ surrogate (relative to the config file); default: shared device."
+        None,
+        description="NPZ surrogate, or a brains-py/SkyNEt .pt/.pickle twin (relative to the "
+        "config file); default: shared device.",
     )
     realtime: bool = Field(False, description="Pace the simulation in real time.")
     noise_psd_at_1khz_a2_per_hz: float = Field(
@@ -119,7 +123,9 @@ class SimulatedSettings(BaseModel):
 def build_model(settings: SimulatedSettings) -> DeviceModel:
     """The device model the settings ask for."""
     if settings.model == "surrogate":
-        return SurrogateModel.from_npz(settings.resolved_surrogate_path())
+        from labctl.twin.convert import load_surrogate  # NPZ, or a .pt/.pickle twin file
+
+        return load_surrogate(settings.resolved_surrogate_path())
     return HoppingNetworkModel(seed=settings.seed)
 
 
@@ -262,6 +268,14 @@ class SimulatedBackend:
         record = self.bench.last_record
         return record.sample_rate_hz if record is not None else self._setup.sample_rate_hz
 
+    def simulation_state(self) -> dict[str, Any]:
+        """The bench's random and filter state (JSON-ready), for an exact resume of a run."""
+        return {"chain": self.bench.chain.state_dict()}
+
+    def restore_simulation_state(self, state: Mapping[str, Any]) -> None:
+        """Continue the noise and filters from :meth:`simulation_state` (a resumed run)."""
+        self.bench.chain.load_state_dict(state["chain"])
+
     def identity(self) -> dict[str, Any]:
         settings = self._settings
         identity: dict[str, Any] = {
@@ -394,9 +408,15 @@ def _check_setup(setup: SetupConfig, settings: SimulatedSettings) -> list[str]:
                 f"backend.settings.surrogate_path: surrogate file {path} not found; "
                 "give the path of an NPZ surrogate (relative to the config file)"
             ]
+        from labctl.twin.convert import is_torch_file, surrogate_electrodes
+        from labctl.twin.unpickle import TorchFileError
+
         try:
-            n_electrodes = surrogate_electrode_count(path)
-        except SurrogateFormatError as exc:
+            if is_torch_file(path):
+                n_electrodes = surrogate_electrodes(path)
+            else:
+                n_electrodes = surrogate_electrode_count(path)
+        except (SurrogateFormatError, TorchFileError) as exc:
             return [f"backend.settings.surrogate_path: {exc}"]
     else:
         n_electrodes = N_VOLTAGE_ELECTRODES
@@ -422,4 +442,5 @@ SIMULATED_BACKEND = BackendSpec(
     settings_model=SimulatedSettings,
     factory=_factory,
     check_setup=_check_setup,
+    max_sample_rate_hz=lambda settings: MAX_SAMPLE_RATE_HZ,
 )

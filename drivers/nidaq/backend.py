@@ -94,4 +94,5 @@ NIDAQ_BACKEND = BackendSpec(
     factory=_factory,
     check_setup=check_setup,
     list_devices=list_devices,
+    max_sample_rate_hz=lambda settings: settings.rate_ceiling_hz,
 )

@@ -97,8 +97,12 @@ def session_options(grpc_settings: GrpcSettings, channel: Any, task_name: str) -
         "attach": nidaqmx.SessionInitializationBehavior.ATTACH_TO_SERVER_SESSION,
     }[grpc_settings.initialization]
     kwargs: dict[str, Any] = {"initialization_behavior": behaviour}
-    if grpc_settings.api_key is not None:
-        kwargs["api_key"] = grpc_settings.api_key
+    try:
+        api_key = grpc_settings.resolved_api_key()
+    except ValueError as exc:
+        raise NidaqConnectionError(str(exc)) from None
+    if api_key is not None:
+        kwargs["api_key"] = api_key
     return nidaqmx.GrpcSessionOptions(channel, task_name, **kwargs)
 
 

@@ -7,20 +7,40 @@ Units: volts, seconds. Channel names are NI-DAQmx physical channels as NI MAX sh
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_GRPC_PORT = 31763
 """Port of the NI gRPC Device Server by default (and of ``labctl sim-daq --port 31763``)."""
+
+DEFAULT_MAX_SAMPLE_RATE_HZ = 1e6
+"""Fastest AO/AI rate (S/s per channel) validation accepts when ``max_sample_rate_hz`` is not
+given: a deliberately generous ceiling that refuses absurd rates (a typo of 1e12) at validation.
+It is above what C Series modules do (NI 9263: 100 kS/s/ch, NI 9264: 25 kS/s/ch, NI 9202:
+10 kS/s/ch) and about what multi-channel AO on X Series cards does (PCIe-6363: 1 MS/s on several
+channels); DAQmx still refuses, when the tasks open, a rate the actual module cannot run.
+Set ``max_sample_rate_hz`` to your device's figure (``labctl devices CONFIG`` lists it)."""
+ABSOLUTE_MAX_SAMPLE_RATE_HZ = 10e6
+"""No NI-DAQmx voltage output runs faster than this (S/s)."""
 
 TerminalConfig = Literal["DEFAULT", "RSE", "NRSE", "DIFF", "PSEUDO_DIFF"]
 SyncMode = Literal["start_trigger", "ai_sample_clock"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GrpcTlsSettings(_Strict):
@@ -102,8 +122,17 @@ class GrpcSettings(_Strict):
         description="Session initialisation behaviour (nidaqmx SessionInitializationBehavior): "
         "'auto', 'initialize' (new session only) or 'attach' (existing named session only).",
     )
-    api_key: str | None = Field(
-        None, description="API key the server requires (default: the one nidaqmx sends)."
+    api_key: SecretStr | None = Field(
+        None,
+        description="API key the server requires (default: the one nidaqmx sends). A secret: "
+        "never logged, and left out of run stores (a resumed run then sends nidaqmx's "
+        "default); prefer api_key_env.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        min_length=1,
+        description="Name of an environment variable holding the API key (instead of "
+        "api_key): the key stays out of the file, the logs and the run stores.",
     )
     connect_timeout_s: float = Field(
         5.0, gt=0, le=120, description="How long (s) to wait for the server to answer at open."
@@ -125,8 +154,32 @@ class GrpcSettings(_Strict):
             raise ValueError("address is empty; give the server's host name or IP address")
         return value
 
+    @field_serializer("api_key")
+    def _hide_api_key(self, value: SecretStr | None) -> None:
+        return None  # secrets are not written anywhere (run stores, resolved configurations)
+
+    def resolved_api_key(self) -> str | None:
+        """The API key to send (from ``api_key`` or ``$api_key_env``); None: nidaqmx's default.
+
+        Raises:
+            ValueError: ``api_key_env`` names a variable that is not set.
+        """
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if value is None:
+            raise ValueError(
+                f"grpc.api_key_env: the environment variable {self.api_key_env} is not set; "
+                "export it with the server's API key"
+            )
+        return value
+
     @model_validator(mode="after")
     def _named_sessions(self) -> GrpcSettings:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("give api_key or api_key_env, not both")
         if self.initialization == "attach" and not self.session_name:
             raise ValueError("initialization 'attach' needs a session_name to attach to")
         return self
@@ -200,6 +253,16 @@ class NidaqSettings(_Strict):
     grpc: GrpcSettings | None = Field(
         None, description="NI gRPC Device Server to use instead of a local NI-DAQmx driver."
     )
+    max_sample_rate_hz: float | None = Field(
+        None,
+        gt=0,
+        le=ABSOLUTE_MAX_SAMPLE_RATE_HZ,
+        allow_inf_nan=False,
+        description="Fastest AO/AI rate (S/s per channel) the devices run both tasks at, from "
+        "their data sheets or `labctl devices CONFIG`; setup.sample_rate_hz above it is refused "
+        "at validation. Default: 1 MS/s (a generous ceiling; DAQmx refuses what the module "
+        "cannot do when the tasks open).",
+    )
 
     @model_validator(mode="after")
     def _one_ai_field(self) -> NidaqSettings:
@@ -216,6 +279,13 @@ class NidaqSettings(_Strict):
                     "ranges such as ao0:3)"
                 )
         return self
+
+    @property
+    def rate_ceiling_hz(self) -> float:
+        """The fastest ``setup.sample_rate_hz`` (Hz) validation accepts for these devices."""
+        if self.max_sample_rate_hz is not None:
+            return self.max_sample_rate_hz
+        return DEFAULT_MAX_SAMPLE_RATE_HZ
 
     @property
     def ai_channel_list(self) -> list[str]:

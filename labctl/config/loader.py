@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,34 @@ class LoadedConfig:
         return data
 
 
+def check_run_directory(loaded: LoadedConfig) -> Path:
+    """Make sure ``run.directory`` exists and takes files (created if missing), before a run
+    touches any device.
+
+    Raises:
+        ConfigError: It cannot be created or written (a file in the way, no permission, a
+            read-only file system), naming ``run.directory`` and the reason.
+    """
+    directory = loaded.config.run.directory
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            str(loaded.source or "<config>"),
+            [
+                ConfigIssue(
+                    "run.directory",
+                    f"runs cannot be stored in {directory} ({reason}); give a directory you can "
+                    "write to",
+                )
+            ],
+        ) from None
+    return directory
+
+
 def merge_overrides(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """A copy of configuration data ``base`` with ``override`` merged in.
 
@@ -118,7 +148,16 @@ def load_config(path: str | Path) -> LoadedConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), [ConfigIssue("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path),
+            [ConfigIssue("", f"not UTF-8 text ({exc}); save the file as UTF-8 YAML")],
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            str(path), [ConfigIssue("", "is a directory; give the YAML configuration file")]
+        ) from None
+    except OSError as exc:
         raise ConfigError(str(path), [ConfigIssue("", f"cannot read the file: {exc}")]) from None
     return parse_config(text, source=path)
 
@@ -152,12 +191,28 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_NODES = 100_000
+"""More values than this (counting every use of a YAML alias) are refused: an alias bomb."""
+
+
+class _TooManyNodes(Exception):
+    """The document expands to more than :data:`MAX_NODES` values."""
+
+
 def _depth(node: yaml.Node, limit: int) -> int:
-    """Nesting depth of a YAML node tree, stopping (and returning) once past ``limit``."""
+    """Nesting depth of a YAML node tree, stopping (and returning) once past ``limit``.
+
+    Raises:
+        _TooManyNodes: The tree, with aliases expanded, has more than :data:`MAX_NODES` nodes.
+    """
     deepest = 0
+    visited = 0
     stack: list[tuple[yaml.Node, int]] = [(node, 1)]
     while stack:
         current, depth = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            raise _TooManyNodes
         deepest = max(deepest, depth)
         if deepest > limit:
             return deepest
@@ -178,7 +233,20 @@ def _load_yaml(text: str, label: str) -> Any:
             node = None
             too_deep = True
         else:
-            too_deep = node is not None and _depth(node, MAX_NESTING_DEPTH) > MAX_NESTING_DEPTH
+            try:
+                too_deep = node is not None and _depth(node, MAX_NESTING_DEPTH) > MAX_NESTING_DEPTH
+            except _TooManyNodes:
+                raise ConfigError(
+                    label,
+                    [
+                        ConfigIssue(
+                            "",
+                            f"the file expands to more than {MAX_NODES} values (YAML aliases "
+                            "repeating aliases: an alias bomb?); write the values out, without "
+                            "nested anchors and aliases",
+                        )
+                    ],
+                ) from None
         if too_deep:
             raise ConfigError(
                 label,
@@ -216,7 +284,7 @@ def load_model_file(path: Path, model: type[ModelT]) -> ModelT:
     try:
         data = _load_yaml(text, label)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = _yaml_problem(exc)
         raise ConfigError(label, [ConfigIssue("", f"not valid YAML: {problem}")]) from None
     if not isinstance(data, dict):
         raise ConfigError(label, [ConfigIssue("", "the top level must be a mapping")])
@@ -224,6 +292,19 @@ def load_model_file(path: Path, model: type[ModelT]) -> ModelT:
         return model.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise ConfigError(label, _issues_from_validation(exc)) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong, in words, for a YAML error (tags get a hint: they are never allowed)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if "could not determine a constructor for the tag" in problem:
+        found = re.search(r"tag '([^']*)'", problem)
+        tag = (found.group(1) if found else "?").replace("tag:yaml.org,2002:", "!!")
+        problem = (
+            f"the tag {tag!r} is not allowed: configurations are plain YAML data (no "
+            "!!python/... or other language tags, no !include); write the value itself"
+        )
+    return problem
 
 
 def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
@@ -236,7 +317,7 @@ def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = _yaml_problem(exc)
         raise ConfigError(label, [ConfigIssue("", f"not valid YAML{where}: {problem}")]) from None
     if data is None:
         raise ConfigError(label, [ConfigIssue("", "the file is empty; see configs/ for examples")])
@@ -257,7 +338,89 @@ def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
         raise ConfigError(label, _issues_from_validation(exc)) from None
     base_dir = source.parent if source is not None else Path.cwd()
     settings = _validate_instruments(config.setup, label, base_dir)
-    return LoadedConfig(config=config, instrument_settings=settings, source=source, text=text)
+    task_file, csv_cases = _read_task_file(config, base_dir)
+    if task_file is not None:
+        raise ConfigError(label, [task_file])
+    records = [ConfigIssue(p, m) for p, m in config.record_problems(csv_cases=csv_cases)]
+    if records:
+        raise ConfigError(label, records)
+    loaded = LoadedConfig(config=config, instrument_settings=settings, source=source, text=text)
+    state = _file_location_problem(loaded.state_file())
+    if state is not None:
+        raise ConfigError(label, [ConfigIssue("setup.safety.state_file", state)])
+    return loaded
+
+
+def _file_location_problem(path: Path) -> str | None:
+    """Why a file cannot be written at ``path`` (a directory there, a file in the way of its
+    folder), or None; creates nothing."""
+    if path.is_dir():
+        return f"{path} is a directory; give a file name"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{path} cannot be created: {parent} is a file, not a directory"
+            return None
+    return None
+
+
+def _read_task_file(config: LabConfig, base_dir: Path) -> tuple[ConfigIssue | None, int | None]:
+    """(problem, number of cases) of a CSV task's file: whether it exists and reads as a task
+    (columns, rows, targets); (None, None) for other tasks."""
+    from labctl.training.tasks import task_from_csv
+
+    task = config.task
+    if task is None or task.kind != "csv" or task.csv_path is None:
+        return None, None
+    path = task.csv_path if task.csv_path.is_absolute() else base_dir / task.csv_path
+    try:
+        cases = task_from_csv(
+            path, input_columns=task.input_columns, target_column=task.target_column
+        )
+    except FileNotFoundError:
+        message = f"file {path} not found; give the CSV of cases (relative to the config)"
+        return ConfigIssue("task.csv_path", message), None
+    except IsADirectoryError:
+        return ConfigIssue("task.csv_path", f"{path} is a directory; give the CSV file"), None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        return ConfigIssue("task.csv_path", f"{path}: {exc}"), None
+    return None, len(cases.inputs)
+    path = task.csv_path if task.csv_path.is_absolute() else base_dir / task.csv_path
+    try:
+        task_from_csv(path, input_columns=task.input_columns, target_column=task.target_column)
+    except FileNotFoundError:
+        return ConfigIssue(
+            "task.csv_path",
+            f"file {path} not found; give the CSV of cases (relative to the config)",
+        )
+    except IsADirectoryError:
+        return ConfigIssue("task.csv_path", f"{path} is a directory; give the CSV file of cases")
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        return ConfigIssue("task.csv_path", f"{path}: {exc}")
+    return None
+
+
+def check_frequency_plan(loaded: LoadedConfig) -> None:
+    """Refuse a configuration whose homodyne tones cannot be planned at its (nominal) sample
+    rate, before any device is opened (commands that measure gradients call this; a
+    configuration for ``labctl measure`` alone needs no plan, and the GUI shows the plan
+    itself). The engine plans again at the rate the device coerces it to.
+
+    Raises:
+        ConfigError: The plan is impossible; the message says what to relax.
+    """
+    from labctl.homodyne.engine import plan_from_settings
+    from labctl.homodyne.plan import PlanError
+
+    config = loaded.config
+    n_tones = len(config.perturbed_electrodes())
+    if n_tones == 0 or config.homodyne.demodulation == "hardware_lockin":
+        return  # hardware lock-ins: their own plan, checked by that mode
+    try:
+        plan_from_settings(config.homodyne, config.setup.sample_rate_hz, n_tones)
+    except PlanError as exc:
+        label = str(loaded.source) if loaded.source is not None else "<config>"
+        raise ConfigError(label, [ConfigIssue("homodyne", f"frequency plan: {exc}")]) from None
 
 
 def _validate_instruments(setup: SetupConfig, label: str, base_dir: Path) -> dict[str, BaseModel]:
@@ -266,6 +429,7 @@ def _validate_instruments(setup: SetupConfig, label: str, base_dir: Path) -> dic
 
     issues: list[ConfigIssue] = []
     out: dict[str, BaseModel] = {}
+    clocked = _clocked_instruments(setup)
     for name, instrument in setup.instrument_configs().items():
         prefix = setup.settings_path(name)
         try:
@@ -282,11 +446,42 @@ def _validate_instruments(setup: SetupConfig, label: str, base_dir: Path) -> dic
             issues.extend(_issues_from_validation(exc, prefix=prefix))
             continue
         if spec.check_setup is not None:
-            issues.extend(ConfigIssue("setup", p) for p in spec.check_setup(setup, settings))
+            issues.extend(_setup_issue(p, prefix) for p in spec.check_setup(setup, settings))
+        if spec.max_sample_rate_hz is not None and name in clocked:
+            ceiling = float(spec.max_sample_rate_hz(settings))
+            if setup.sample_rate_hz > ceiling:
+                issues.append(
+                    ConfigIssue(
+                        "setup.sample_rate_hz",
+                        f"{setup.sample_rate_hz:g} Hz is above {ceiling:g} Hz, the fastest rate "
+                        f"the {instrument.backend!r} instrument {name!r} runs at; lower "
+                        "setup.sample_rate_hz (10000 Hz suits the tones of the default plan)",
+                    )
+                )
         out[name] = settings
     if issues:
         raise ConfigError(label, issues)
     return out
+
+
+def _setup_issue(problem: str, settings_prefix: tuple[str, ...]) -> ConfigIssue:
+    """A backend's setup cross-check as an issue with its full field path: the checks write
+    ``backend.settings.FIELD: reason`` or ``electrodes: reason`` (relative to ``setup``)."""
+    head, sep, reason = problem.partition(": ")
+    if not sep or not re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head):
+        return ConfigIssue("setup", problem)
+    if head == "backend.settings" or head.startswith("backend.settings."):
+        head = _format_loc(settings_prefix) + head[len("backend.settings") :]
+        return ConfigIssue(head, reason)
+    return ConfigIssue(f"setup.{head}", reason)
+
+
+def _clocked_instruments(setup: SetupConfig) -> set[str]:
+    """Instruments that run on the setup's sample clock (``setup.sample_rate_hz``)."""
+    if setup.backend is not None:
+        return {setup.backend.name}
+    assert setup.roles is not None  # guaranteed by the setup's cross-checks
+    return {n for n in (setup.roles.source, setup.roles.sampled_readout) if n is not None}
 
 
 def _issues_from_validation(

@@ -14,8 +14,14 @@ HARD_VOLTAGE_CEILING_V = 10.0
 """No configuration may allow more than this on any electrode (V), whatever it says."""
 
 
+DEFAULT_RECORD_BUDGET_MIB = 512.0
+"""Default memory budget of one record (MiB): drive plus readout, float64 (see
+``SetupConfig.record_budget_mib``)."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are refused in every float field: no quantity of a setup is either
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BackendConfig(_Strict):
@@ -168,6 +174,13 @@ class SetupConfig(_Strict):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     electrodes: list[ElectrodeConfig] = Field(min_length=1)
     outputs: list[OutputConfig] = Field(default_factory=lambda: [OutputConfig()], min_length=1)
+    record_budget_mib: float = Field(
+        DEFAULT_RECORD_BUDGET_MIB,
+        gt=0,
+        description="Memory budget of one record (MiB): samples x (electrodes + outputs) x 8 "
+        "bytes. A configuration whose records would exceed it is refused at validation, with "
+        "the numbers; processing a record takes a few times more memory than the record.",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SetupConfig:
@@ -218,6 +231,11 @@ class SetupConfig(_Strict):
         if self.instruments is not None:
             return ("setup", "instruments", instrument, "settings")
         return ("setup", "backend", "settings")
+
+    def record_bytes(self, n_samples: float) -> float:
+        """Bytes of a record of ``n_samples``: the drive of every electrode and the readout of
+        every output, float64."""
+        return n_samples * (len(self.electrodes) + len(self.outputs)) * 8.0
 
     def electrode_objects(self) -> tuple[Electrode, ...]:
         """Electrodes as device-level objects, in configuration order."""

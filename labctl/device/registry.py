@@ -46,6 +46,11 @@ class BackendSpec:
             None without a configuration), a human-readable listing of the hardware it can
             reach (devices, channels, ranges, maximum rates). Raises
             :class:`DeviceDiscoveryError` saying exactly why when nothing can be reached.
+        max_sample_rate_hz: Given the instrument's validated settings, the fastest rate (Hz)
+            at which it takes or emits samples. Validation refuses a ``setup.sample_rate_hz``
+            above it for every instrument that runs on the setup's sample clock (the one
+            ``backend``, or ``roles.source`` and ``roles.sampled_readout``), before anything
+            is built. None: no declared limit (only the memory budget bounds the rate).
     """
 
     name: str
@@ -54,6 +59,7 @@ class BackendSpec:
     factory: Factory
     check_setup: Callable[[SetupConfig, Any], list[str]] | None = None
     list_devices: Callable[[Any], str] | None = None
+    max_sample_rate_hz: Callable[[Any], float] | None = None
 
 
 class UnknownBackendError(LookupError):

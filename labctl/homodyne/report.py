@@ -9,6 +9,10 @@ import numpy as np
 from labctl.device.safety import SafeDevice
 from labctl.homodyne.engine import GradientBatch, GradientEngine
 
+MEASURABLE_SNR = 2.0
+"""A gradient is measurable when ``|g| >= MEASURABLE_SNR * stderr`` (about 95 % confidence that
+its sign is right); below that it is reported as below the noise."""
+
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """cos of the angle between two vectors (1 = same direction)."""
@@ -24,6 +28,7 @@ def gradient_report(
     indices = list(engine.electrode_indices)
     report: dict[str, Any] = {
         "mode": batch.mode,
+        "demodulation": "finite differences at DC" if batch.mode == "fd" else engine.demodulation,
         "phase_method": result.phase_method,
         "calibration": calibration_note,
         "operating_point_v": dict(
@@ -36,6 +41,7 @@ def gradient_report(
         "stderr_a_per_v": [float(s) for s in result.stderr_a_per_v],
         "quadrature_a_per_v": [float(q) for q in result.quadrature_a_per_v],
         "snr": [float(x) for x in result.snr],
+        "below_noise": [bool(not x >= MEASURABLE_SNR) for x in result.snr],
         "dc_current_a": result.dc_current_a,
         "saturated": result.saturated,
         "device_seconds": batch.device_seconds,
@@ -68,12 +74,33 @@ def gradient_report(
     return report
 
 
+def below_noise(report: dict[str, Any]) -> list[str]:
+    """Electrodes of ``report`` whose gradient is below the noise (SNR < MEASURABLE_SNR)."""
+    return [
+        name
+        for name, snr in zip(report["electrodes"], report["snr"], strict=True)
+        if not snr >= MEASURABLE_SNR
+    ]
+
+
+def noise_warning(names: list[str], n_electrodes: int) -> str:
+    """What to tell the user when the gradients of ``names`` are below the noise."""
+    which = "every gradient is" if len(names) == n_electrodes else f"{', '.join(names)}:"
+    return (
+        f"below the noise: {which} smaller than {MEASURABLE_SNR:g} standard errors (SNR < "
+        f"{MEASURABLE_SNR:g}), so its size and sign are not measured; comparisons with a model "
+        "mean little there. Move the operating point (--at ELECTRODE=V) to where the current "
+        "responds, lengthen homodyne.window_s, or raise homodyne.amplitude_v"
+    )
+
+
 def print_gradient_report(report: dict[str, Any]) -> None:
     """Print the report as a table (nA/V)."""
     print(
         f"mode {report['mode']}, phase {report['phase_method']} ({report['calibration']}), "
         f"device time {report['device_seconds']:.3f} s"
     )
+    print(f"read by {report['demodulation']}")
     print(
         f"I(operating point) = {report['dc_current_a'] * 1e9:+.3f} nA"
         + ("  SATURATED" if report["saturated"] else "")
@@ -82,6 +109,7 @@ def print_gradient_report(report: dict[str, Any]) -> None:
     header = f"{'electrode':>9} {'f (Hz)':>8} {'A (mV)':>7} {'dI/dV (nA/V)':>14} {'+/-':>7} "
     header += f"{'quad.':>8} {'SNR':>7}" + (f" {'model':>10}" if has_model else "")
     print(header)
+    below = below_noise(report)
     freqs = report["frequencies_hz"] or [float("nan")] * len(report["electrodes"])
     for k, name in enumerate(report["electrodes"]):
         line = (
@@ -91,12 +119,16 @@ def print_gradient_report(report: dict[str, Any]) -> None:
         )
         if has_model:
             line += f" {report['model_gradient_a_per_v'][k] * 1e9:10.4f}"
+        if report["electrodes"][k] in below:
+            line += "  below noise"
         print(line)
     if has_model:
         print(
             f"vs. model: cosine similarity {report['cosine_similarity']:.6f}, "
             f"relative error {report['relative_error']:.4f}"
         )
+    if below:
+        print(noise_warning(below, len(report["electrodes"])))
     if "hessian_a_per_v2" in report:
         print("Hessian (nA/V^2):")
         for row in report["hessian_a_per_v2"]:

@@ -48,15 +48,22 @@ class SimDaqServer:
         bench: The shared bench the wired channels drive and read.
         config: The server configuration.
         daq: The simulated driver behind the servicer.
+        calls: Name of every RPC received, in order (the command log).
 
     Args:
         config: Validated configuration.
         port: TCP port (0: any free port).
         bench: A bench to share (built from ``config.bench`` when None).
+        tls: ``(private_key_pem, certificate_chain_pem)`` to serve over TLS (None: plaintext).
     """
 
     def __init__(
-        self, config: SimDaqConfig, *, port: int = 0, bench: SimBench | None = None
+        self,
+        config: SimDaqConfig,
+        *,
+        port: int = 0,
+        bench: SimBench | None = None,
+        tls: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.config = config
         self.bench = bench if bench is not None else build_bench(config)
@@ -65,8 +72,14 @@ class SimDaqServer:
             futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="sim-daq"),
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
         )
-        pb_grpc.add_NiDAQmxServicer_to_server(SimDaqServicer(self.daq), self._server)
-        bound = self._server.add_insecure_port(f"{HOST}:{int(port)}")
+        servicer = SimDaqServicer(self.daq)
+        self.calls = servicer.calls
+        pb_grpc.add_NiDAQmxServicer_to_server(servicer, self._server)
+        if tls is None:
+            bound = self._server.add_insecure_port(f"{HOST}:{int(port)}")
+        else:
+            credentials = grpc.ssl_server_credentials([tls])
+            bound = self._server.add_secure_port(f"{HOST}:{int(port)}", credentials)
         if not bound:
             raise OSError(f"cannot bind the simulated NI gRPC Device Server to {HOST}:{port}")
         self.port = int(bound)
@@ -105,6 +118,7 @@ def serve(
     *,
     port: int = 0,
     bench: SimBench | None = None,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> SimDaqServer:
     """Start a simulated NI gRPC Device Server in background threads and return at once.
 
@@ -114,6 +128,7 @@ def serve(
         port: TCP port on 127.0.0.1 (0: any free port).
         bench: A bench to share with other simulated instruments (default: built from the
             configuration's ``bench`` section).
+        tls: ``(private_key_pem, certificate_chain_pem)`` to serve over TLS (None: plaintext).
 
     Raises:
         ConfigError: The configuration does not load.
@@ -121,4 +136,4 @@ def serve(
     """
     if not isinstance(config, SimDaqConfig):
         config = load_sim_daq_config(config)
-    return SimDaqServer(config, port=port, bench=bench)
+    return SimDaqServer(config, port=port, bench=bench, tls=tls)

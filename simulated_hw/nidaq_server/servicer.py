@@ -62,6 +62,7 @@ def _rpc(method: Method) -> Method:
 
     @functools.wraps(method)
     def wrapper(self: SimDaqServicer, request: Any, context: Any) -> Any:
+        self.calls.append(name)
         try:
             return method(self, request, context)
         except DaqmxError as exc:
@@ -85,6 +86,8 @@ class SimDaqServicer(pb_grpc.NiDAQmxServicer):  # type: ignore[misc, unused-igno
 
     def __init__(self, daq: SimDaq) -> None:
         self._daq = daq
+        self.calls: list[str] = []
+        """Name of every RPC received, in order (the server's command log)."""
         self._registry = build_registry()
         self._logged: set[tuple[str, int]] = set()
         self._log_lock = threading.Lock()
