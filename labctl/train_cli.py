@@ -21,6 +21,7 @@ from tqdm import tqdm
 from labctl.config import load_config
 from labctl.device.safety import ShutdownFailed
 from labctl.exit_codes import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -31,6 +32,7 @@ from labctl.run.control import RunController
 from labctl.run.events import Event, IterationCompleted, RunMessage
 from labctl.run.state import RunState
 from labctl.training.report import write_report
+from labctl.training.resume import RunNotResumable
 from labctl.training.session import TrainingRun, execute, new_run, resume_run
 from labctl.training.trainer import build_task
 
@@ -102,7 +104,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress: _Progress | None = None
     try:
         controller.start("labctl train")
-        run = resume_run(Path(args.resume)) if args.resume else new_run(load_config(args.config))
+        try:
+            run = (
+                resume_run(Path(args.resume)) if args.resume else new_run(load_config(args.config))
+            )
+        except RunNotResumable as exc:
+            print(f"labctl train: {exc}", file=sys.stderr)
+            with contextlib.suppress(Exception):
+                controller.abort("nothing to resume")
+            return EXIT_BAD_INPUT
         loaded = run.loaded
         progress = _Progress(loaded.config.run.max_iterations, run.store.iteration_count())
         controller.bus.subscribe(progress)
@@ -133,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run.store.close()
         raise error
     state = outcome_box.get("state", controller.state)
-    _finish(run, state, args)
+    _finish(run, state, args, controller.error)
     report = run.shutdown_report
     if report is not None and not report.ok:
         print(
@@ -146,13 +156,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_CODES.get(state, EXIT_FAILED)
 
 
-def _finish(run: TrainingRun, state: RunState, args: argparse.Namespace) -> None:
+def _finish(
+    run: TrainingRun, state: RunState, args: argparse.Namespace, error: BaseException | None
+) -> None:
     store = run.store
     summary = store.summary()
     if run.outcome is not None and run.loaded.config.run.report:
         path = write_report(store, build_task(run.loaded), summary)
         summary["report"] = str(path)
     print(f"run {store.path} ended: {state}")
+    if state is RunState.FAILED and error is not None:
+        print(
+            f"labctl train: the run failed: {error}\n"
+            f"every completed iteration is kept in {store.path}; once the cause is fixed, "
+            f"continue with `labctl train --resume {store.path}`",
+            file=sys.stderr,
+        )
     if run.shutdown_report is not None:
         print(f"electrodes: {run.shutdown_report.summary()}")
     if run.outcome is not None:

@@ -37,7 +37,9 @@ amplifier.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -281,6 +283,49 @@ class MeasurementChain:
         """Restore the state right after construction (same seed, same future output)."""
         self._state = self._initial_state()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The random streams and filter states as JSON-ready values.
+
+        :meth:`load_state_dict` on a chain with the same settings continues bit for bit from
+        here (a resumed run sees the noise the uninterrupted one would have seen).
+        """
+        st = self._state
+        return {
+            "white_rng": _plain(st.white_rng.bit_generator.state),
+            "drift_rng": _plain(st.drift_rng.bit_generator.state),
+            "pole_rngs": [_plain(rng.bit_generator.state) for rng in st.pole_rngs],
+            "flicker_a": [float(v) for v in st.flicker_a],
+            "drift_a": float(st.drift_a),
+            "tia_next_v": st.tia_next_v,
+            "delay_line": None if st.delay_line is None else [float(v) for v in st.delay_line],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a state :meth:`state_dict` returned.
+
+        Raises:
+            ValueError: The state belongs to a chain with another number of flicker poles.
+        """
+        st = self._initial_state()
+        if len(state["pole_rngs"]) != len(st.pole_rngs):
+            raise ValueError(
+                f"chain state has {len(state['pole_rngs'])} flicker poles, this chain "
+                f"{len(st.pole_rngs)}: it was saved with other settings"
+            )
+        for rng, saved in zip(
+            [st.white_rng, st.drift_rng, *st.pole_rngs],
+            [state["white_rng"], state["drift_rng"], *state["pole_rngs"]],
+            strict=True,
+        ):
+            rng.bit_generator.state = _like(rng.bit_generator.state, saved)
+        st.flicker_a = np.array(state["flicker_a"], dtype=np.float64)
+        st.drift_a = float(state["drift_a"])
+        tia = state.get("tia_next_v")
+        st.tia_next_v = None if tia is None else float(tia)
+        line = state.get("delay_line")
+        st.delay_line = None if line is None else np.array(line, dtype=np.float64)
+        self._state = st
+
     def settle(self, current_a: float) -> None:
         """Set the amplifier to the steady state for a constant input current (A).
 
@@ -443,6 +488,26 @@ def _ar1_bank(
             x = r * x + g * drive[k, i]
             out[i] += x
         state[k] = x
+
+
+def _plain(value: Any) -> Any:
+    """A bit generator's state with arrays as lists of ints (JSON-ready)."""
+    if isinstance(value, np.ndarray):
+        return [int(v) for v in value.tolist()]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _like(template: Any, value: Any) -> Any:
+    """``value`` with the array types of ``template`` (the bit generator's own state)."""
+    if isinstance(template, np.ndarray):
+        return np.array(value, dtype=template.dtype)
+    if isinstance(template, Mapping):
+        return {k: _like(template[k], value[k]) for k in template}
+    return value
 
 
 def _generator(seed_sequence: np.random.SeedSequence) -> np.random.Generator:

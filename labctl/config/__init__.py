@@ -8,7 +8,7 @@ setup against the backend, without building or opening anything.
 
 Sections: ``setup`` (required: backend, electrodes, amplifier, rates, safety limits),
 ``measure`` (``labctl measure``), ``homodyne`` (gradient measurement), ``task``,
-``optimiser`` and ``run`` (training).
+``optimiser``, ``run`` and ``method`` (training).
 """
 
 from labctl.config.homodyne import AdaptiveAmplitudeConfig, CalibrationConfig, HomodyneConfig
@@ -34,7 +34,13 @@ from labctl.config.setup import (
     SetupConfig,
     SweepConfig,
 )
-from labctl.config.training import LossConfig, OptimiserConfig, RunConfig, TaskConfig
+from labctl.config.training import (
+    LossConfig,
+    MethodConfig,
+    OptimiserConfig,
+    RunConfig,
+    TaskConfig,
+)
 
 __all__ = [
     "HARD_VOLTAGE_CEILING_V",
@@ -50,6 +56,7 @@ __all__ = [
     "LoadedConfig",
     "LossConfig",
     "MeasureConfig",
+    "MethodConfig",
     "OptimiserConfig",
     "OutputConfig",
     "RunConfig",

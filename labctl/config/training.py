@@ -1,11 +1,12 @@
-"""Schema of the training sections: ``task``, ``loss``, ``optimiser`` and ``run``."""
+"""Schema of the training sections: ``task``, ``loss``, ``optimiser``, ``run`` and ``method``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from labctl.config.setup import _Strict
 
@@ -90,3 +91,83 @@ class RunConfig(_Strict):
     name: str | None = Field(None, description="Run name (default: task name).")
     store_raw: bool = Field(False, description="Also store every raw record (large).")
     report: bool = Field(True, description="Write report.png at the end.")
+
+
+class MethodConfig(_Strict):
+    """The training method: homodyne gradient extraction or one of the baselines.
+
+    ``params`` is validated by the method's own model (see
+    :mod:`labctl.training.methods`): unknown keys and bad values are errors naming
+    ``method.params.<field>``; after validation it holds every parameter, defaults included.
+    """
+
+    name: str = Field(
+        "hge",
+        description="Training method: 'hge' (default), 'finite_difference', 'spsa' or 'genetic' "
+        "(see labctl.training.methods for the registered ones).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Method-specific parameters (validated per method)."
+    )
+    _parsed: BaseModel | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_params(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # pydantic reports the wrong type
+        from labctl.training.methods import UnknownMethodError, get_method
+
+        name = data.get("name", "hge")
+        if not isinstance(name, str):
+            return data  # pydantic reports the wrong type
+        try:
+            spec = get_method(name)
+        except UnknownMethodError as exc:
+            raise _located("name", name, str(exc)) from None
+        params = data.get("params", {})
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise _located("params", params, "must be a mapping of parameter names to values")
+        try:
+            parsed = spec.params_model.model_validate(params)
+        except ValidationError as exc:
+            details = [
+                InitErrorDetails(
+                    type=error["type"],
+                    loc=("params", *error["loc"]),
+                    input=error["input"],
+                    ctx=error.get("ctx", {}),
+                )
+                for error in exc.errors()
+            ]
+            raise ValidationError.from_exception_data("MethodConfig", details) from None
+        return {**data, "name": spec.name, "params": parsed.model_dump(mode="json")}
+
+    @model_validator(mode="after")
+    def _keep_parsed(self) -> MethodConfig:
+        from labctl.training.methods import get_method
+
+        self._parsed = get_method(self.name).params_model.model_validate(self.params)
+        return self
+
+    def parsed_params(self) -> BaseModel:
+        """The parameters as the method's validated model."""
+        if self._parsed is None:  # pragma: no cover - set by the validator
+            raise RuntimeError("method parameters were not validated")
+        return self._parsed
+
+
+def _located(field: str, value: Any, message: str) -> ValidationError:
+    """A validation error at ``field`` of the method section with ``message``."""
+    return ValidationError.from_exception_data(
+        "MethodConfig",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("method_error", message),
+                loc=(field,),
+                input=value,
+            )
+        ],
+    )

@@ -1,5 +1,8 @@
 """Gradient baselines to compare homodyne gradient extraction against.
 
+:func:`measure_plateaus` visits DC plateaus in one record through the safe device; the baseline
+training methods (:mod:`labctl.training.methods`) measure with it.
+
 :func:`spsa_gradient` estimates dI/dV by simultaneous perturbation (SPSA, Spall 1992): for each of
 ``n_pairs`` random Rademacher vectors Δ (entries ±1) the DC output is measured at ``V + cΔ`` and
 at ``V − cΔ``; each pair gives ``ĝ = (I₊ − I₋) / (2c) · Δ`` (since ``1/Δ_k = Δ_k``), and the
@@ -30,6 +33,52 @@ from labctl.device.safety import SafeDevice
 from labctl.homodyne.drive import device_drive
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class PlateauMeasurement:
+    """DC plateaus measured in one record.
+
+    Attributes:
+        means_a: Mean output current (A) in each plateau's window, shape ``(n_plateaus,)``.
+        sems_a: Standard error of each mean (A) from the window's sample spread.
+        record_a: The whole output record (A), shape ``(n_samples,)``.
+        device_seconds: Device time the record used (s), ramps and settling included.
+        saturated: The record hit the amplifier or ADC limit.
+    """
+
+    means_a: FloatArray
+    sems_a: FloatArray
+    record_a: FloatArray
+    device_seconds: float
+    saturated: bool
+
+
+def measure_plateaus(
+    device: SafeDevice, plateaus_v: FloatArray, *, window_s: float, settle_s: float
+) -> PlateauMeasurement:
+    """Visit every DC plateau (rows of ``plateaus_v``, V per electrode) in one record.
+
+    The record is built by :func:`~labctl.homodyne.drive.device_drive` within the device's
+    slew and ramp limits and played through the safe device, so its device time counts ramps
+    and settling exactly as a homodyne record's does.
+    """
+    plateaus = np.atleast_2d(np.asarray(plateaus_v, dtype=np.float64))
+    drive = device_drive(device, plateaus, None, window_s, settle_s)
+    start = device.device_seconds
+    acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
+    used = device.device_seconds - start
+    record = acquisition.current_a[0]
+    windows = [drive.window_samples(record, c) for c in range(len(plateaus))]
+    means = np.array([w.mean() for w in windows])
+    sems = np.array([w.std(ddof=1) / math.sqrt(w.size) if w.size > 1 else np.nan for w in windows])
+    return PlateauMeasurement(
+        means_a=means,
+        sems_a=sems,
+        record_a=record,
+        device_seconds=used,
+        saturated=bool(acquisition.saturated.any()),
+    )
 
 
 @dataclass(frozen=True, eq=False)

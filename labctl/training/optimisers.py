@@ -295,6 +295,19 @@ class StallDetector:
         self.best = math.inf
         self.since_improvement = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """Best loss (None while none) and count, JSON-ready, to continue after a resume."""
+        return {
+            "best": None if math.isinf(self.best) else self.best,
+            "since_improvement": self.since_improvement,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        best = state.get("best")
+        self.best = math.inf if best is None else float(best)
+        self.since_improvement = int(state["since_improvement"])
+
 
 class StopReason(StrEnum):
     """Why a training run stopped."""
@@ -392,6 +405,53 @@ class BestTracker:
             return True
         return False
 
+    def state_dict(self) -> dict[str, Any]:
+        """The best so far (JSON-ready; None entries before any finite loss)."""
+        return {
+            "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
+            "best_controls_v": _as_list(self.best_controls),
+            "best_iteration": self.best_iteration,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        loss = state.get("best_loss")
+        self.best_loss = math.inf if loss is None else float(loss)
+        self.best_controls = _as_array(state.get("best_controls_v"))
+        iteration = state.get("best_iteration")
+        self.best_iteration = None if iteration is None else int(iteration)
+
+
+def generator_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The state of ``rng``'s bit generator as JSON-ready values (arrays become lists)."""
+    return _plain(rng.bit_generator.state)
+
+
+def set_generator_state(rng: np.random.Generator, state: Mapping[str, Any]) -> None:
+    """Restore a state :func:`generator_state` returned (same bit generator type)."""
+    bit_generator = rng.bit_generator
+    current = bit_generator.state
+    bit_generator.state = _like(current, state)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [int(v) for v in value.tolist()]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _like(template: Any, value: Any) -> Any:
+    """``value`` with the array types of ``template`` (the bit generator's own state)."""
+    if isinstance(template, np.ndarray):
+        return np.array(value, dtype=template.dtype)
+    if isinstance(template, Mapping):
+        return {k: _like(template[k], value[k]) for k in template}
+    return value
+
 
 def sample_controls(rng: np.random.Generator, lower: ArrayLike, upper: ArrayLike) -> FloatArray:
     """Controls drawn uniformly in ``[lower, upper]`` (V) element-wise with ``rng``.
@@ -439,6 +499,22 @@ class RestartPolicy:
         self.best = BestTracker()
         self.restarts: list[tuple[int, str]] = []
         self._rng = np.random.default_rng(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator, stall detector, restarts and best (JSON-ready), for an exact resume."""
+        return {
+            "rng": generator_state(self._rng),
+            "stall": self.stall.state_dict(),
+            "restarts": [[i, r] for i, r in self.restarts],
+            "best": self.best.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (``max_restarts`` keeps counting)."""
+        set_generator_state(self._rng, state["rng"])
+        self.stall.load_state_dict(state["stall"])
+        self.restarts = [(int(i), str(r)) for i, r in state["restarts"]]
+        self.best.load_state_dict(state["best"])
 
     def initial_controls(self) -> FloatArray:
         """Random starting controls (V)."""

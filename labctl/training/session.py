@@ -22,12 +22,15 @@ from labctl.homodyne.calibrate import (
     measure_chain_response,
     save_calibration,
 )
+from labctl.homodyne.calibration import ChainResponse
 from labctl.homodyne.engine import PROJECTION, GradientEngine
 from labctl.homodyne.session import open_engine
 from labctl.run.control import RunController
 from labctl.run.events import RunMessage
 from labctl.run.state import RunState
 from labctl.run.store import RunStore, writer_lock
+from labctl.training.methods import get_method
+from labctl.training.resume import check_resumable
 from labctl.training.trainer import Trainer, TrainingOutcome, run_directory_name
 
 log = logging.getLogger(__name__)
@@ -51,22 +54,51 @@ class TrainingRun:
 
 
 def new_run(loaded: LoadedConfig) -> TrainingRun:
-    """Create the run directory (resolved config and provenance) for a fresh run."""
+    """Create the run directory (resolved config and provenance) for a fresh run.
+
+    Relative paths in the configuration (a CSV task's file, the calibration and state files)
+    are stored as absolute paths, so the stored configuration means the same from the run
+    directory when the run is resumed.
+    """
     if loaded.config.task is None:
         raise ValueError("the configuration has no 'task' section: nothing to train")
     store = RunStore.create(
         loaded.config.run.directory,
         run_directory_name(loaded),
-        loaded.resolved_dict(),
+        absolute_paths(loaded),
         provenance_extra={"config_source": str(loaded.source) if loaded.source else None},
     )
     return TrainingRun(loaded=loaded, store=store)
 
 
+def absolute_paths(loaded: LoadedConfig) -> dict[str, Any]:
+    """The resolved configuration with its file paths made absolute (from the config's folder)."""
+    data = loaded.resolved_dict()
+    base = (loaded.source.parent if loaded.source is not None else Path.cwd()).resolve()
+
+    def fix(section: dict[str, Any] | None, key: str) -> None:
+        if section is not None and section.get(key) is not None:
+            path = Path(section[key])
+            section[key] = str(path if path.is_absolute() else (base / path).resolve())
+
+    fix(data.get("task"), "csv_path")
+    fix((data.get("homodyne") or {}).get("calibration"), "file")
+    fix((data.get("setup") or {}).get("safety"), "state_file")
+    return data
+
+
 def resume_run(run_dir: Path) -> TrainingRun:
-    """Reopen a run directory (its stored, resolved configuration is used)."""
+    """Reopen a run directory (its stored, resolved configuration is used).
+
+    Raises:
+        RunNotResumable: The run finished: its stored iterations reached its budget or another
+            stop criterion, and it recorded its end. Nothing is opened for writing then.
+    """
+    run_dir = Path(run_dir)
+    with RunStore.open(run_dir, read_only=True) as reader:
+        loaded = parse_config(reader.config_text(), source=run_dir / "config.yaml")
+        check_resumable(loaded, reader.iterations(include_raw=False), reader.status(), str(run_dir))
     store = RunStore.open(run_dir)
-    loaded = parse_config(store.config_text(), source=run_dir / "config.yaml")
     return TrainingRun(loaded=loaded, store=store)
 
 
@@ -165,16 +197,47 @@ def _shutdown_or_raise(device: SafeDevice) -> None:
         raise ShutdownFailed(report)
 
 
+def _stored_calibration(store: RunStore) -> dict[str, Any] | None:
+    """The calibration a run started with: its ``calibration.json``, else (older runs) the one
+    recorded in its first "running" status event; None when neither exists."""
+    document = store.calibration()
+    if document is not None:
+        return document
+    for _time, status, summary in store.status_history():
+        if status == "running" and "calibration" in summary:
+            return {"note": summary.get("calibration_note", ""), "response": summary["calibration"]}
+    return None
+
+
 def _train(
     run: TrainingRun, device: SafeDevice, ctl: RunController, summary: dict[str, Any]
 ) -> None:
-    """Calibrate if needed, then train; the device is open."""
+    """Calibrate if needed, then train; the device is open.
+
+    The calibration is kept with the run (``calibration.json``): a resumed run uses the one the
+    run started with rather than looking next to the stored configuration.
+    """
     loaded = run.loaded
     store = run.store
     engine, _ = open_engine(device, loaded)
-    note = ensure_calibration(device, loaded, engine, ctl.checkpoint)
+    stored = _stored_calibration(store) if store.iteration_count() else None
+    if stored is not None:
+        response = stored.get("response")
+        engine.set_calibration(ChainResponse.from_dict(response) if response else None)
+        note = f"the run's own calibration ({stored.get('note', 'stored with the run')})"
+    elif not get_method(loaded.config.method.name).uses_homodyne:
+        note = f"not needed by method {loaded.config.method.name!r} (DC plateaus only)"
+    else:
+        note = ensure_calibration(device, loaded, engine, ctl.checkpoint)
     ctl.publish(RunMessage(logging.INFO, f"phase: {engine.phase_method} ({note})"))
     calibration = engine.calibration
+    if stored is None:
+        store.write_calibration(
+            {
+                "note": note,
+                "response": calibration.to_dict() if calibration is not None else None,
+            }
+        )
     store.set_status(
         "running",
         {
@@ -185,6 +248,7 @@ def _train(
             "phase_method": engine.phase_method,
             "calibration_note": note,
             "calibration": calibration.to_dict() if calibration is not None else None,
+            "method": loaded.config.method.name,
         },
     )
     run.outcome = Trainer(device, loaded, engine, store, ctl).run()

@@ -1,10 +1,14 @@
-"""The in-materia training loop (Qt-free).
+"""The in-materia training loop (Qt-free), shared by every training method.
 
-Per iteration: build one operating point per input case (inputs at the case voltages, controls
-at their present values), measure every case's output current and gradient with the homodyne
-engine in one record, chain-rule dL/dV = Σ_c dL/dI_c · ∂I_c/∂V through the loss, take an
-optimiser step, project the controls into their ranges (shrunk by the tone amplitudes), append
-the iteration to the run store and publish it to every subscriber. Restarts from fresh random
+The method (``method.name``: HGE by default, or a baseline, see :mod:`labctl.training.methods`)
+measures each iteration and decides the next state; this loop adds run control, the stop
+criteria, the run store (one record and one resume checkpoint per iteration, in one transaction)
+and the final unperturbed evaluation. With HGE, per iteration: build one operating point per
+input case (inputs at the case voltages, controls at their present values), measure every
+case's output current and gradient with the homodyne engine in one record, chain-rule
+dL/dV = Σ_c dL/dI_c · ∂I_c/∂V through the loss, take an optimiser step, project the controls
+into their ranges (shrunk by the tone amplitudes), append the iteration to the run store and
+publish it to every subscriber. Restarts from fresh random
 controls follow stalls and output saturation; the best controls are kept across restarts. At
 the end the best controls are measured again without tones, and the final accuracy and
 separation come from that unperturbed record.
@@ -29,15 +33,15 @@ from labctl.run.control import RunController
 from labctl.run.events import IterationCompleted, RunMessage
 from labctl.run.store import IterationRecord, RunStore
 from labctl.training.losses import LossFunction, get_loss
+from labctl.training.methods import get_method
+from labctl.training.methods.base import MethodContext, TrainingMethod
 from labctl.training.metrics import separation, threshold_accuracy
-from labctl.training.optimisers import (
-    BestTracker,
-    Optimiser,
-    RestartPolicy,
-    StallDetector,
-    StopCriteria,
-    make_optimiser,
-    project_to_box,
+from labctl.training.optimisers import BestTracker, generator_state, set_generator_state
+from labctl.training.resume import (
+    capture_simulation_state,
+    replay_stop_criteria,
+    restore_simulation_state,
+    stop_criteria,
 )
 from labctl.training.tasks import (
     InputMapping,
@@ -135,7 +139,12 @@ class TrainingOutcome:
 
 
 class Trainer:
-    """Trains the controls of one device on one task; see the module docstring.
+    """Trains the controls of one device on one task with the configured method.
+
+    The loop is the same for every method (see :mod:`labctl.training.methods`): a run-control
+    checkpoint before each iteration, the method's measurement, the stop criteria, the method's
+    decision, one record and one checkpoint appended to the run store in one transaction, one
+    event to every subscriber. See the module docstring for the HGE iteration.
 
     Args:
         device: The opened safe device.
@@ -167,33 +176,30 @@ class Trainer:
         setup = loaded.setup
         self._input_rows = [setup.electrode_index(n) for n in config.task_inputs()]
         self._loss: LossFunction = get_loss(config.loss.name, **config.loss.params)
-        self._optimiser: Optimiser = make_optimiser(
-            config.optimiser.name,
-            learning_rate=config.optimiser.learning_rate,
-            **config.optimiser.params,
-        )
         run = config.run
-        lower, upper = engine.control_bounds()
-        self._lower, self._upper = lower, upper
-        self._policy = RestartPolicy(
-            lower,
-            upper,
-            StallDetector(run.stall_patience, run.stall_min_improvement, mode="relative"),
-            seed=run.seed + store.next_iteration(),
-            max_restarts=run.max_restarts,
-        )
-        self._stop = StopCriteria(
-            max_iterations=run.max_iterations,
-            loss_threshold=run.loss_threshold,
-            accuracy_hold_iterations=run.accuracy_hold_iterations,
-            max_device_seconds=run.max_device_seconds,
-        )
+        self._stop = stop_criteria(loaded)
         self._batch_rng = np.random.default_rng(run.seed + 7919 * store.next_iteration())
+        context = MethodContext(
+            device=device,
+            loaded=loaded,
+            engine=engine,
+            loss=self._loss,
+            operating_points=self.operating_points,
+            first_iteration=store.next_iteration(),
+            message=self._message,
+        )
+        spec = get_method(config.method.name)
+        self._method: TrainingMethod = spec.build(context, config.method.parsed_params())
 
     @property
     def task(self) -> Task:
         """The task being trained."""
         return self._task
+
+    @property
+    def method(self) -> TrainingMethod:
+        """The training method (strategy) in use."""
+        return self._method
 
     def operating_points(self, controls_v: FloatArray, input_volts: FloatArray) -> FloatArray:
         """One operating point per case, shape ``(n_cases, n_electrodes)`` (V)."""
@@ -206,99 +212,73 @@ class Trainer:
     def run(self) -> TrainingOutcome:
         """Train until a stop criterion, a stop request or an abort; then evaluate the best."""
         store = self._store
+        method = self._method
         previous = store.iterations(include_raw=False)
-        restart_index = 0
         device_offset = 0.0
         iteration = store.next_iteration()
         if previous:
             last = previous[-1]
-            extra = dict(last.extra)
-            if "next_controls_v" in extra:  # continue exactly where the last iteration led
-                controls = np.asarray(extra["next_controls_v"], dtype=np.float64)
-                restart_index = int(extra["next_restart_index"])
-                self._optimiser.load_state_dict(extra["optimiser_state"])
-            else:
-                controls = np.asarray(last.controls_v, dtype=np.float64)
-                restart_index = last.restart_index
-            controls = project_to_box(controls, self._lower, self._upper)
+            checkpoint = store.checkpoint()
+            if checkpoint is not None and checkpoint[0] == last.run_iteration:
+                state = checkpoint[1]
+                method.load_state_dict(state["method"])
+                set_generator_state(self._batch_rng, state["batch_rng"])
+                restore_simulation_state(self._device, state.get("simulation"))
+            else:  # stored before checkpoints: continue from the last record
+                method.resume_from_record(last)
+                for record in previous:
+                    method.best.update(record.loss, record.controls_v, record.run_iteration)
             device_offset = last.device_seconds
-            for record in previous:
-                self._policy.best.update(record.loss, record.controls_v, record.run_iteration)
-                self._stop.check(
-                    record.run_iteration + 1, record.loss, record.accuracy, record.device_seconds
-                )
+            done = replay_stop_criteria(self._stop, previous)
+            if done is not None:  # killed during the final evaluation: only evaluate
+                self._message(f"{store.path}: every iteration is stored ({done}); evaluating")
+                return self._evaluate(str(done), device_offset, self._device.device_seconds)
             self._message(f"resuming at iteration {iteration} from {store.path}")
         else:
-            controls = self._policy.initial_controls()
+            method.start()
         start_device = self._device.device_seconds
         stop_reason = ""
         while True:
             if not self._controller.checkpoint():
                 stop_reason = "stop requested"
                 break
-            device_seconds = device_offset + self._device.device_seconds - start_device
             cases = self._pick_batch()
-            points = self.operating_points(controls, self._train_volts[cases])
-            targets = self._train.targets[cases]
-            batch = self._engine.measure(points)
-            outputs = batch.dc_currents_a
-            gradients = batch.gradients_a_per_v
-            loss, dloss_dx = self._loss(outputs, targets)
-            accuracy = threshold_accuracy(outputs, targets, direction=1).accuracy
-            sep = separation(outputs, targets)
+            observation = method.observe(
+                self._train_volts[cases], self._train.targets[cases], cases
+            )
             device_seconds = device_offset + self._device.device_seconds - start_device
             # decide what comes next before storing, so a resumed run continues exactly here
-            reason = self._stop.check(iteration + 1, loss, accuracy, device_seconds)
-            next_controls, next_restart = controls, restart_index
-            if reason is not None:
-                self._policy.best.update(loss, controls, iteration)
-            elif batch.saturated and self._policy.restarts_left:
-                self._message(f"output saturated at iteration {iteration}: restarting")
-                next_controls = self._policy.restart(iteration + 1, "saturation")
-                self._optimiser.reset()
-                next_restart += 1
-            else:
-                fresh = self._policy.observe(iteration, loss, controls)
-                if fresh is not None:
-                    self._message(f"stalled at iteration {iteration}: restarting")
-                    next_controls = fresh
-                    self._optimiser.reset()
-                    next_restart += 1
-                else:
-                    next_controls = project_to_box(
-                        self._optimiser.step(controls, dloss_dx @ gradients),
-                        self._lower,
-                        self._upper,
-                    )
+            reason = self._stop.check(
+                iteration + 1, observation.loss, observation.accuracy, device_seconds
+            )
+            decided = method.advance(observation, iteration, stopping=reason is not None)
             record = IterationRecord(
                 run_iteration=iteration,
-                restart_index=restart_index,
-                controls_v=controls.copy(),
-                outputs_a=outputs,
-                gradients_a_per_v=gradients,
-                gradient_stderr_a_per_v=batch.stderr_a_per_v,
-                loss=float(loss),
-                accuracy=float(accuracy),
-                separation_a=float(sep),
+                restart_index=observation.restart_index,
+                controls_v=observation.controls_v,
+                outputs_a=observation.outputs_a,
+                gradients_a_per_v=observation.gradients_a_per_v,
+                gradient_stderr_a_per_v=observation.stderr_a_per_v,
+                loss=observation.loss,
+                accuracy=observation.accuracy,
+                separation_a=observation.separation_a,
                 device_seconds=device_seconds,
                 wall_time_s=time.time(),
-                extra={
-                    "saturated": batch.saturated,
-                    "cases": [int(c) for c in cases],
-                    "phase_method": batch.results[0].phase_method,
-                    "next_controls_v": [float(v) for v in next_controls],
-                    "next_restart_index": next_restart,
-                    "optimiser_state": self._optimiser.state_dict(),
-                },
-                raw={"record_a": batch.records[0]} if self._loaded.config.run.store_raw else None,
+                extra={**observation.extra, **decided},
+                raw=observation.raw,
             )
-            store.append(record)
+            checkpoint_state = {
+                "method": method.state_dict(),
+                "batch_rng": generator_state(self._batch_rng),
+                "simulation": capture_simulation_state(self._device),
+                "stop_reason": None if reason is None else str(reason),
+            }
+            store.append(record, checkpoint=checkpoint_state)
             self._controller.publish(IterationCompleted(record))
             if reason is not None:
                 stop_reason = str(reason)
                 break
             iteration += 1
-            controls, restart_index = next_controls, next_restart
         return self._evaluate(stop_reason, device_offset, start_device)
 
     def _pick_batch(self) -> np.ndarray:
@@ -316,11 +296,11 @@ class Trainer:
     def _evaluate(
         self, stop_reason: str, device_offset: float, start_device: float
     ) -> TrainingOutcome:
-        best: BestTracker = self._policy.best
+        best: BestTracker = self._method.best
         controls = (
             best.best_controls
             if best.best_controls is not None
-            else self._policy.initial_controls()
+            else self._method.fallback_controls()
         )
         if self._device.is_shut_down:
             outputs = np.full(self._train.n_cases, np.nan)
@@ -345,7 +325,7 @@ class Trainer:
             final_accuracy=float(accuracy),
             final_separation_a=float(sep),
             test_accuracy=test_accuracy,
-            restarts=list(self._policy.restarts),
+            restarts=list(self._method.restarts),
             stop_reason=stop_reason,
             device_seconds=device_offset + self._device.device_seconds - start_device,
         )

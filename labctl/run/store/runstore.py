@@ -29,6 +29,8 @@ from labctl.run.store.files import fsync_dir, write_file_durably
 from labctl.run.store.provenance import collect_provenance
 from labctl.run.store.records import IterationRecord
 from labctl.run.store.schema import (
+    CALIBRATION_FILE,
+    CHECKPOINT_TABLE,
     CONFIG_FILE,
     DATABASE_FILE,
     ITERATION_COLUMNS,
@@ -153,6 +155,8 @@ class RunStore:
             )
         if read_only:
             conn.execute("PRAGMA query_only = ON")
+        else:
+            conn.executescript(CHECKPOINT_TABLE)  # stores written before checkpoints existed
         return cls(path, conn, read_only=read_only)
 
     @staticmethod
@@ -192,9 +196,27 @@ class RunStore:
         """The provenance dictionary from ``provenance.json``."""
         return json.loads((self._dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
 
+    def write_calibration(self, document: Mapping[str, Any]) -> None:
+        """Keep the chain calibration the run uses in ``calibration.json`` (atomic, durable)."""
+        if self._read_only:
+            raise RunStoreError(f"run store {self._dir} was opened read-only; cannot write")
+        write_file_durably(self._dir / CALIBRATION_FILE, dumps(dict(document), indent=2) + "\n")
+        fsync_dir(self._dir)
+
+    def calibration(self) -> dict[str, Any] | None:
+        """The document :meth:`write_calibration` wrote, or None if the run has none."""
+        path = self._dir / CALIBRATION_FILE
+        if not path.is_file():
+            return None
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return document if isinstance(document, dict) else None
+
     # .............................................................. writing
-    def append(self, record: IterationRecord) -> None:
+    def append(self, record: IterationRecord, checkpoint: Mapping[str, Any] | None = None) -> None:
         """Commit ``record`` durably in its own transaction.
+
+        ``checkpoint`` (JSON-compatible) replaces the run's resume state in the same
+        transaction, so the stored state always belongs to the last stored iteration.
 
         Raises:
             ValueError: if ``record.run_iteration`` is not greater than every stored iteration
@@ -204,6 +226,7 @@ class RunStore:
         if not isinstance(record, IterationRecord):
             raise TypeError(f"append expects an IterationRecord, got {type(record).__name__}")
         row = record_to_row(record)
+        state = None if checkpoint is None else dumps(dict(checkpoint))
         with self._lock:
             conn = self._writable()
             conn.execute("BEGIN IMMEDIATE")
@@ -219,10 +242,30 @@ class RunStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
                 )
+                if state is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO checkpoint (slot, run_iteration, state) "
+                        "VALUES (0, ?, ?)",
+                        (record.run_iteration, state),
+                    )
                 conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback(conn)
+                raise RunStoreError(
+                    f"the run store {self.path} could not save iteration {record.run_iteration} "
+                    f"({exc}: the disk may be full or failing); every earlier iteration is kept: "
+                    "free space or fix the disk before resuming"
+                ) from exc
             except BaseException:
-                conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        """Roll back, unless a failed COMMIT (disk full, I/O error) already ended the
+        transaction: a ROLLBACK then would replace the real cause with its own error."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
     def set_status(self, status: str, summary: Mapping[str, Any] | None = None) -> None:
         """Append a timestamped status event (e.g. a :class:`~labctl.run.state.RunState`)."""
@@ -239,7 +282,7 @@ class RunStore:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
 
     # .............................................................. reading
@@ -266,6 +309,22 @@ class RunStore:
             )
         for row in rows:
             yield row_to_record(row, include_raw)
+
+    def checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        """The resume state stored with the last iteration, as ``(run_iteration, state)``.
+
+        None when no iteration stored one (or the store predates checkpoints).
+        """
+        with self._lock:
+            try:
+                row = (
+                    self._open_conn()
+                    .execute("SELECT run_iteration, state FROM checkpoint WHERE slot = 0")
+                    .fetchone()
+                )
+            except sqlite3.OperationalError:  # read-only handle on a store without the table
+                return None
+        return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def last_iteration(self) -> int | None:
         """The highest stored ``run_iteration``, or ``None`` for an empty run."""

@@ -5,9 +5,12 @@ Layout of a run directory ``<root>/<YYYYmmdd-HHMMSS>-<name>[-N]`` (timestamp in 
     config.yaml       the resolved configuration, written once at creation
     provenance.json   software, host, start time, instruments and calibration, written once
     run.sqlite        iterations and status events (SQLite, WAL journal)
+    calibration.json  the chain calibration the run uses (written at start; resume reads it)
 
 Rows are never updated or deleted (triggers refuse it); the run status is a separate append-only
-``events`` table whose latest row wins.
+``events`` table whose latest row wins. The one exception is the single-row ``checkpoint`` table:
+the state a resumed run needs to continue exactly (random generators, optimiser, stall detector,
+simulator), replaced in the same transaction as each appended iteration.
 """
 
 from __future__ import annotations
@@ -28,10 +31,22 @@ from labctl.run.store.records import IterationRecord
 
 CONFIG_FILE = "config.yaml"
 PROVENANCE_FILE = "provenance.json"
+CALIBRATION_FILE = "calibration.json"
 DATABASE_FILE = "run.sqlite"
 SCHEMA_VERSION = 1
 
-SCHEMA = """
+CHECKPOINT_TABLE = """
+CREATE TABLE IF NOT EXISTS checkpoint (
+    slot INTEGER PRIMARY KEY CHECK (slot = 0),
+    run_iteration INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+"""
+"""The checkpoint table alone: added when a store written before it existed is opened."""
+
+SCHEMA = (
+    CHECKPOINT_TABLE
+    + """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -68,6 +83,7 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
 BEGIN SELECT RAISE(ABORT, 'meta is append-only'); END;
 """
+)
 
 ITERATION_COLUMN_NAMES: tuple[str, ...] = (
     "run_iteration",

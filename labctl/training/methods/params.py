@@ -1,0 +1,74 @@
+"""Parameter models of the built-in training methods (``method.params`` in the YAML).
+
+Pydantic only, so validating a configuration does not import the trainers. Every model forbids
+unknown keys; volts, seconds and plain numbers as the field names say.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class HgeParams(_Params):
+    """Homodyne gradient extraction takes its settings from the ``homodyne`` section."""
+
+
+class DcWindowParams(_Params):
+    """DC plateau timing shared by the baselines (default: the ``homodyne`` section's)."""
+
+    window_s: float | None = Field(
+        None, gt=0, description="Averaging window per DC plateau (s); default homodyne.window_s."
+    )
+    settle_s: float | None = Field(
+        None, ge=0, description="Settling after each DC change (s); default homodyne.settle_s."
+    )
+
+
+class FiniteDifferenceParams(DcWindowParams):
+    """Central finite differences: 2N + 1 DC plateaus per case (centre, ±step per control)."""
+
+    step_v: float = Field(
+        0.01, gt=0, le=0.5, description="Half step h of (I(V+h) - I(V-h))/2h (V)."
+    )
+
+
+class SpsaParams(DcWindowParams):
+    """SPSA (Spall 1992): per pair one random ±c vector, two DC plateaus per case (+ centre)."""
+
+    perturbation_v: float = Field(
+        0.05, gt=0, le=0.5, description="Perturbation c (V) of the first iteration."
+    )
+    decay_exponent: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="c_k = c / (k + 1)^gamma; Spall's choice is 0.101, 0 keeps c fixed.",
+    )
+    n_pairs: int = Field(1, ge=1, le=64, description="Random ± pairs averaged per iteration.")
+
+
+class GeneticParams(DcWindowParams):
+    """The DNPU genetic algorithm (brains-py style): elites, rank selection, BLX-α-β, mutation."""
+
+    population: int = Field(26, ge=4, le=1000, description="Genomes per generation.")
+    elites: int = Field(4, ge=1, description="Best genomes kept unchanged (re-measured).")
+    alpha: float = Field(0.6, ge=0, le=2, description="BLX-α-β: extension on the better side.")
+    beta: float = Field(0.4, ge=0, le=2, description="BLX-α-β: extension on the worse side.")
+    mutation_start: float = Field(0.31, ge=0, le=1, description="Mutation rate of generation 0.")
+    mutation_end: float = Field(0.09, ge=0, le=1, description="Mutation rate after the decay.")
+    mutation_generations: int = Field(
+        100, ge=1, description="Generations over which the rate decays linearly."
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GeneticParams:
+        if self.elites >= self.population - 1:
+            raise ValueError(
+                f"elites ({self.elites}) must leave at least 2 offspring in a population of "
+                f"{self.population}"
+            )
+        return self
