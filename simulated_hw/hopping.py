@@ -61,6 +61,12 @@ Units: distances m, voltages V, conductances S, currents A, energies in kT (at 7
 kT = 6.6 meV; the model only ever uses energies divided by kT, so the temperature itself does not
 appear). A realisation (site positions, disorder energies) is fixed by ``seed``.
 
+Larger devices: ``n_voltage_electrodes`` (default 7) sets the number of voltage electrodes; the
+output is always the last electrode (index ``n_voltage_electrodes``), and ``electrode_slots`` then
+lists ``n_voltage_electrodes + 1`` slots spread evenly on the perimeter.
+:meth:`HoppingParameters.scaled` builds such a device for scaling studies (e.g. 12, 22 or 42
+voltage electrodes), keeping the default device's electrode spacing and dimensionless physics.
+
 Numerics are compiled with numba (serial, no fastmath), so results are bit-for-bit reproducible.
 """
 
@@ -74,14 +80,14 @@ import numpy as np
 
 from simulated_hw.models import FloatArray
 
-__all__ = ["HoppingNetworkModel", "HoppingParameters"]
+__all__ = ["HoppingNetworkModel", "HoppingParameters", "default_electrode_slots"]
 
 N_VOLTAGE_ELECTRODES = 7
-"""Number of voltage electrodes (model inputs)."""
+"""Number of voltage electrodes (model inputs) of the default device."""
 N_ELECTRODES_TOTAL = 8
-"""Voltage electrodes plus the grounded output electrode (index 7)."""
+"""Voltage electrodes plus the grounded output electrode (index 7) of the default device."""
 OUTPUT_ELECTRODE = 7
-"""Index of the grounded output electrode on the perimeter."""
+"""Index of the grounded output electrode on the perimeter of the default device."""
 
 _SERIES_LIMIT = 0.05
 """Below this |y|, phi(y) = y/sinh(y) and its log-derivative use their Taylor series."""
@@ -130,8 +136,56 @@ class HoppingParameters:
     voltage_min_v: float = -1.2
     voltage_max_v: float = 1.2
     electrode_slots: tuple[int, ...] = (3, 1, 2, 4, 6, 7, 5, 0)
+    n_voltage_electrodes: int = N_VOLTAGE_ELECTRODES
+
+    @classmethod
+    def scaled(cls, n_voltage_electrodes: int, **overrides: float | int) -> HoppingParameters:
+        """A larger device with ``n_voltage_electrodes`` voltage electrodes (for scaling studies).
+
+        The disc grows with the perimeter so the electrodes stay as far apart as on the default
+        8-electrode device: every length (radius, localisation length, site spacing, gating
+        softening) is multiplied by ``s = (n_voltage_electrodes + 1) / 8``, which leaves the
+        dimensionless physics (distances in localisation lengths) of the default device intact.
+        The site count grows with the electrode count, ``n_sites = 16 + 2 (n - 7)``, so that
+        every electrode keeps sites near it; the conductance prefactor is divided by the
+        number of sites per default device (``n_sites / 16``) to keep the output current in the
+        tens of nA. The layout is :func:`default_electrode_slots`: output at 0°, data inputs
+        (electrodes 0 and n-1) near 135° and 225°. With ``n_voltage_electrodes = 7`` this is
+        exactly the default device. ``overrides`` replace any resulting field.
+        """
+        n = int(n_voltage_electrodes)
+        if n < 2:
+            raise ValueError(f"n_voltage_electrodes must be >= 2, got {n_voltage_electrodes!r}")
+        base = cls()
+        if n == N_VOLTAGE_ELECTRODES:
+            fields: dict[str, object] = {}
+        else:
+            s = (n + 1) / N_ELECTRODES_TOTAL
+            n_sites = base.n_sites + 2 * (n - N_VOLTAGE_ELECTRODES)
+            fields = {
+                "n_sites": n_sites,
+                "device_radius_m": base.device_radius_m * s,
+                "localisation_length_m": base.localisation_length_m * s,
+                "min_site_spacing_m": base.min_site_spacing_m * s,
+                "gating_softening_m": base.gating_softening_m * s,
+                "conductance_prefactor_s": base.conductance_prefactor_s * base.n_sites / n_sites,
+                "electrode_slots": default_electrode_slots(n),
+                "n_voltage_electrodes": n,
+            }
+        fields.update(overrides)
+        return cls(**fields)  # type: ignore[arg-type]
+
+    @property
+    def n_electrodes_total(self) -> int:
+        """Voltage electrodes plus the grounded output (the last electrode)."""
+        return self.n_voltage_electrodes + 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.n_voltage_electrodes, int) or self.n_voltage_electrodes < 1:
+            raise ValueError(
+                "n_voltage_electrodes must be a positive integer, got "
+                f"{self.n_voltage_electrodes!r}"
+            )
         if not isinstance(self.n_sites, int) or self.n_sites < 1:
             raise ValueError(f"n_sites must be a positive integer, got {self.n_sites!r}")
         positive = {
@@ -163,9 +217,10 @@ class HoppingParameters:
                 f"({self.device_radius_m:.3g} m); raise cutoff_localisation_lengths so every "
                 "site reaches an electrode"
             )
-        if sorted(self.electrode_slots) != list(range(N_ELECTRODES_TOTAL)):
+        n_total = self.n_voltage_electrodes + 1
+        if sorted(self.electrode_slots) != list(range(n_total)):
             raise ValueError(
-                f"electrode_slots must be a permutation of 0..{N_ELECTRODES_TOTAL - 1} (the "
+                f"electrode_slots must be a permutation of 0..{n_total - 1} (the "
                 f"perimeter slot of each electrode), got {self.electrode_slots!r}"
             )
         if self.min_site_spacing_m >= 0.5 * self.device_radius_m:
@@ -184,6 +239,26 @@ class HoppingParameters:
                 f"voltage_max_v and min < max, got [{self.voltage_min_v!r}, "
                 f"{self.voltage_max_v!r}]"
             )
+
+
+def default_electrode_slots(n_voltage_electrodes: int) -> tuple[int, ...]:
+    """Perimeter slots of electrodes ``0..n`` (``n`` = the output) for ``n`` voltage electrodes.
+
+    ``n + 1`` slots are spread evenly; the output takes slot 0 (0°), the data inputs 0 and
+    ``n - 1`` the slots nearest 135° and 225° (across the disc from the output), and the
+    controls ``1..n-2`` the remaining slots in increasing order. For 7 voltage electrodes this is
+    the default layout ``(3, 1, 2, 4, 6, 7, 5, 0)``.
+    """
+    n = int(n_voltage_electrodes)
+    if n < 2:
+        raise ValueError(f"n_voltage_electrodes must be >= 2, got {n_voltage_electrodes!r}")
+    n_total = n + 1
+    first = round(n_total * 3 / 8)
+    last = round(n_total * 5 / 8)
+    if last == first:
+        last = first + 1
+    rest = [s for s in range(1, n_total) if s not in (first, last)]
+    return (first, *rest, last, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,7 +549,10 @@ class HoppingNetworkModel:
         a = params.localisation_length_m
         cutoff = params.cutoff_localisation_lengths * a
 
-        angles = 2.0 * math.pi * np.asarray(params.electrode_slots, float) / N_ELECTRODES_TOTAL
+        n_in = params.n_voltage_electrodes
+        n_total = n_in + 1
+        self._n_in = n_in
+        angles = 2.0 * math.pi * np.asarray(params.electrode_slots, float) / n_total
         electrodes_xy = radius * np.column_stack([np.cos(angles), np.sin(angles)])
         sites_xy = _place_sites(params, electrodes_xy, self._seed)
         energy_rng = np.random.default_rng([self._seed, 1])
@@ -488,7 +566,7 @@ class HoppingNetworkModel:
         )
         weights = (d_se + params.gating_softening_m) ** (-params.gating_decay_exponent)
         gamma_all = params.gating_kt_per_v * weights / weights.sum(axis=1, keepdims=True)
-        gamma = np.ascontiguousarray(gamma_all[:, :N_VOLTAGE_ELECTRODES])
+        gamma = np.ascontiguousarray(gamma_all[:, :n_in])
 
         g0 = params.conductance_prefactor_s
         elec_c = np.where(d_se <= cutoff, g0 * np.exp(-2.0 * d_se / a), 0.0)
@@ -503,7 +581,7 @@ class HoppingNetworkModel:
         self._gamma = gamma
         self._sites_xy = sites_xy
         self._electrodes_xy = electrodes_xy
-        ranges = np.tile([params.voltage_min_v, params.voltage_max_v], (N_VOLTAGE_ELECTRODES, 1))
+        ranges = np.tile([params.voltage_min_v, params.voltage_max_v], (n_in, 1))
         self._ranges = ranges.astype(np.float64)
         for arr in (self._pair_i, self._pair_j, self._pair_c, self._elec_c, self._eps0, gamma):
             arr.setflags(write=False)
@@ -514,8 +592,13 @@ class HoppingNetworkModel:
 
     @property
     def n_electrodes(self) -> int:
-        """Number of voltage electrodes (7)."""
-        return N_VOLTAGE_ELECTRODES
+        """Number of voltage electrodes (7 for the default device)."""
+        return self._n_in
+
+    @property
+    def output_electrode(self) -> int:
+        """Index of the grounded output electrode (the last one, 7 for the default device)."""
+        return self._n_in
 
     @property
     def voltage_ranges_v(self) -> FloatArray:
@@ -523,10 +606,11 @@ class HoppingNetworkModel:
         return self._ranges.copy()
 
     def current_a(self, voltages_v: FloatArray) -> FloatArray:
-        """Output current (A) into the grounded electrode 7 for each row of ``voltages_v`` (V).
+        """Output current (A) into the grounded output electrode for each row of ``voltages_v`` (V).
 
         Args:
-            voltages_v: Shape ``(n_samples, 7)`` (V); a 1-D array of 7 is one sample.
+            voltages_v: Shape ``(n_samples, n_electrodes)`` (V), 7 electrodes on the default
+                device; a 1-D array is one sample.
 
         Returns:
             Shape ``(n_samples,)`` (A); shape ``(1,)`` for a 1-D input.
@@ -534,7 +618,7 @@ class HoppingNetworkModel:
         volts = self._validated(voltages_v)
         return _current_kernel(
             volts, self._eps0, self._gamma, self._pair_i, self._pair_j, self._pair_c,
-            self._elec_c, OUTPUT_ELECTRODE,
+            self._elec_c, self._n_in,
         )  # fmt: skip
 
     def gradient_a_per_v(self, voltages_v: FloatArray) -> FloatArray:
@@ -552,7 +636,7 @@ class HoppingNetworkModel:
         volts = self._validated(voltages_v)
         return _current_gradient_kernel(
             volts, self._eps0, self._gamma, self._pair_i, self._pair_j, self._pair_c,
-            self._elec_c, OUTPUT_ELECTRODE,
+            self._elec_c, self._n_in,
         )  # fmt: skip
 
     # ---- introspection -------------------------------------------------------------------------
@@ -596,10 +680,11 @@ class HoppingNetworkModel:
         volts = np.asarray(voltages_v, dtype=np.float64)
         if volts.ndim == 1:
             volts = volts[None, :]
-        if volts.ndim != 2 or volts.shape[1] != N_VOLTAGE_ELECTRODES:
+        n_in = self._n_in
+        if volts.ndim != 2 or volts.shape[1] != n_in:
             raise ValueError(
-                f"voltages_v must have shape (n_samples, {N_VOLTAGE_ELECTRODES}) or "
-                f"({N_VOLTAGE_ELECTRODES},), got {np.shape(voltages_v)}"
+                f"voltages_v must have shape (n_samples, {n_in}) or ({n_in},), got "
+                f"{np.shape(voltages_v)}"
             )
         if not np.all(np.isfinite(volts)):
             raise ValueError("voltages_v contains NaN or infinite values; pass finite volts")
