@@ -341,6 +341,9 @@ def parse_config(text: str, source: Path | None = None) -> LoadedConfig:
     task_file, csv_cases = _read_task_file(config, base_dir)
     if task_file is not None:
         raise ConfigError(label, [task_file])
+    twin = _twin_file_problem(config, base_dir)
+    if twin is not None:
+        raise ConfigError(label, [twin])
     records = [ConfigIssue(p, m) for p, m in config.record_problems(csv_cases=csv_cases)]
     if records:
         raise ConfigError(label, records)
@@ -361,6 +364,31 @@ def _file_location_problem(path: Path) -> str | None:
             if not parent.is_dir():
                 return f"{path} cannot be created: {parent} is a file, not a directory"
             return None
+    return None
+
+
+def _twin_file_problem(config: LabConfig, base_dir: Path) -> ConfigIssue | None:
+    """Whether a twin method's twin (and sample file) loads: before any device is opened."""
+    params = config.method.params
+    if config.method.name not in ("twin_transfer", "twin_hge"):
+        return None
+    from labctl.twin.convert import load_surrogate
+
+    twin = Path(params["twin"])
+    path = twin if twin.is_absolute() else base_dir / twin
+    try:
+        load_surrogate(path)
+    except Exception as exc:  # every loader error is a problem of this field
+        return ConfigIssue("method.params.twin", f"{path}: {exc}")
+    samples = params.get("samples")
+    if samples is not None:
+        from labctl.twin.sampling import read_samples
+
+        spath = Path(samples) if Path(samples).is_absolute() else base_dir / samples
+        try:
+            read_samples(spath)
+        except Exception as exc:
+            return ConfigIssue("method.params.samples", f"{spath}: {exc}")
     return None
 
 
@@ -385,19 +413,6 @@ def _read_task_file(config: LabConfig, base_dir: Path) -> tuple[ConfigIssue | No
     except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         return ConfigIssue("task.csv_path", f"{path}: {exc}"), None
     return None, len(cases.inputs)
-    path = task.csv_path if task.csv_path.is_absolute() else base_dir / task.csv_path
-    try:
-        task_from_csv(path, input_columns=task.input_columns, target_column=task.target_column)
-    except FileNotFoundError:
-        return ConfigIssue(
-            "task.csv_path",
-            f"file {path} not found; give the CSV of cases (relative to the config)",
-        )
-    except IsADirectoryError:
-        return ConfigIssue("task.csv_path", f"{path} is a directory; give the CSV file of cases")
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-        return ConfigIssue("task.csv_path", f"{path}: {exc}")
-    return None
 
 
 def check_frequency_plan(loaded: LoadedConfig) -> None:

@@ -103,7 +103,8 @@ class MethodConfig(_Strict):
 
     name: str = Field(
         "hge",
-        description="Training method: 'hge' (default), 'finite_difference', 'spsa' or 'genetic' "
+        description="Training method: 'hge' (default), 'finite_difference', 'spsa', 'genetic', "
+        "'twin_transfer' or 'twin_hge' "
         "(see labctl.training.methods for the registered ones).",
     )
     params: dict[str, Any] = Field(

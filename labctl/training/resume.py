@@ -63,10 +63,13 @@ def restore_simulation_state(device: SafeDevice, state: Mapping[str, Any] | None
 
 
 def stop_criteria(loaded: LoadedConfig) -> StopCriteria:
-    """The run's stop criteria (``run`` section)."""
+    """The run's stop criteria (``run`` section, and the method's own iteration limit)."""
+    from labctl.training.methods import get_method
+
     run = loaded.config.run
+    limit = get_method(loaded.config.method.name).iteration_limit
     return StopCriteria(
-        max_iterations=run.max_iterations,
+        max_iterations=run.max_iterations if limit is None else min(limit, run.max_iterations),
         loss_threshold=run.loss_threshold,
         accuracy_hold_iterations=run.accuracy_hold_iterations,
         max_device_seconds=run.max_device_seconds,

@@ -84,6 +84,9 @@ def absolute_paths(loaded: LoadedConfig) -> dict[str, Any]:
     fix(data.get("task"), "csv_path")
     fix((data.get("homodyne") or {}).get("calibration"), "file")
     fix((data.get("setup") or {}).get("safety"), "state_file")
+    params = (data.get("method") or {}).get("params")
+    fix(params, "twin")
+    fix(params, "samples")
     return data
 
 

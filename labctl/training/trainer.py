@@ -187,6 +187,8 @@ class Trainer:
             operating_points=self.operating_points,
             first_iteration=store.next_iteration(),
             message=self._message,
+            task=self._train,
+            input_volts=self._train_volts,
         )
         spec = get_method(config.method.name)
         self._method: TrainingMethod = spec.build(context, config.method.parsed_params())
@@ -236,6 +238,8 @@ class Trainer:
             self._message(f"resuming at iteration {iteration} from {store.path}")
         else:
             method.start()
+            # device time spent before the run (e.g. sampling a twin's data) counts too
+            device_offset = float(getattr(method, "offline_device_seconds", 0.0))
         start_device = self._device.device_seconds
         stop_reason = ""
         while True:

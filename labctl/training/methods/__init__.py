@@ -27,6 +27,8 @@ from labctl.training.methods.params import (
     GeneticParams,
     HgeParams,
     SpsaParams,
+    TwinHgeParams,
+    TwinTransferParams,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ class MethodSpec:
         build: Makes the strategy for one run from the run's context and the validated params.
         uses_homodyne: Whether it measures with tones (and so needs the chain calibration);
             the others skip the start-up calibration.
+        iteration_limit: Most iterations a run of it can have (e.g. 1 for controls trained
+            elsewhere and applied once), below ``run.max_iterations``; None: no limit of its own.
     """
 
     name: str
@@ -63,6 +67,7 @@ class MethodSpec:
     params_model: type[BaseModel]
     build: Callable[[MethodContext, BaseModel], TrainingMethod]
     uses_homodyne: bool = False
+    iteration_limit: int | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -156,5 +161,39 @@ register_method(
         "DNPU genetic algorithm: elites, rank selection, BLX-alpha-beta, decaying mutation",
         GeneticParams,
         _build_genetic,
+    )
+)
+
+
+def _build_twin_transfer(context: MethodContext, params: BaseModel) -> TrainingMethod:
+    from labctl.training.methods.twin import TwinTransferMethod
+
+    assert isinstance(params, TwinTransferParams)
+    return TwinTransferMethod(context, params)
+
+
+def _build_twin_hge(context: MethodContext, params: BaseModel) -> TrainingMethod:
+    from labctl.training.methods.twin import TwinStartedHgeMethod
+
+    assert isinstance(params, TwinHgeParams)
+    return TwinStartedHgeMethod(context, params)
+
+
+register_method(
+    MethodSpec(
+        "twin_transfer",
+        "train on a digital twin with its exact gradients, then apply the controls once",
+        TwinTransferParams,
+        _build_twin_transfer,
+        iteration_limit=1,
+    )
+)
+register_method(
+    MethodSpec(
+        "twin_hge",
+        "train on a digital twin, then in-materia HGE from the twin's solution",
+        TwinHgeParams,
+        _build_twin_hge,
+        uses_homodyne=True,
     )
 )

@@ -15,6 +15,7 @@ from labctl.homodyne.engine import GradientEngine
 from labctl.run.store import IterationRecord
 from labctl.training.losses import LossFunction
 from labctl.training.optimisers import BestTracker
+from labctl.training.tasks import Task
 
 
 @dataclass
@@ -30,6 +31,8 @@ class MethodContext:
             case, shape ``(n_cases, n_electrodes)`` (V).
         first_iteration: The iteration this session starts at (0 for a fresh run).
         message: Publishes a human-readable message to the run's subscribers.
+        task: The training cases (for methods that train on a model of the device first).
+        input_volts: The training cases' input voltages, shape ``(n_cases, n_inputs)`` (V).
     """
 
     device: SafeDevice
@@ -39,6 +42,8 @@ class MethodContext:
     operating_points: Callable[[FloatArray, FloatArray], FloatArray]
     first_iteration: int
     message: Callable[[str], None]
+    task: Task
+    input_volts: FloatArray
 
     @property
     def seed(self) -> int:

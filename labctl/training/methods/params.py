@@ -6,6 +6,8 @@ unknown keys; volts, seconds and plain numbers as the field names say.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -72,3 +74,44 @@ class GeneticParams(DcWindowParams):
                 f"{self.population}"
             )
         return self
+
+
+class TwinParams(_Params):
+    """Training on a digital twin of this device (``labctl twin import`` / ``labctl twin fit``).
+
+    The device time it took to sample the twin's data counts like any other device time: give
+    the sample file (its recorded device-seconds are charged at the start of the run) or the
+    figure itself.
+    """
+
+    twin: Path = Field(
+        description="The twin: labctl NPZ or a brains-py .pt/.pickle file (relative to the config)."
+    )
+    samples: Path | None = Field(
+        None,
+        description="HDF5 file of `labctl twin sample` the twin was fitted to (its "
+        "device-seconds count); relative to the config.",
+    )
+    sampling_device_seconds: float | None = Field(
+        None, ge=0, description="Device time (s) the twin's data took, when there is no file."
+    )
+    twin_iterations: int = Field(
+        500, ge=1, le=100_000, description="Gradient steps per start on the twin."
+    )
+    twin_starts: int = Field(10, ge=1, le=1000, description="Random starts on the twin at most.")
+
+    @model_validator(mode="after")
+    def _one_sampling_figure(self) -> TwinParams:
+        if self.samples is not None and self.sampling_device_seconds is not None:
+            raise ValueError(
+                "give samples or sampling_device_seconds, not both (the file records the time)"
+            )
+        return self
+
+
+class TwinTransferParams(TwinParams):
+    """Train on the twin with its exact gradients, then apply the controls to the device."""
+
+
+class TwinHgeParams(TwinParams):
+    """Train on the twin, then go on in materia with HGE from the twin's solution."""
