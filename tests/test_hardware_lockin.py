@@ -286,3 +286,58 @@ def test_a_lockin_lost_mid_session_ends_the_measurement_loudly_and_safely(tmp_pa
         for k, server in enumerate(lab.lockins):
             if k != 2:
                 assert server.instrument.slvl_v == pytest.approx(1e-9)
+
+
+def test_a_hung_lockin_times_out_with_its_name_and_the_electrodes_go_to_0_v(
+    tmp_path: Path,
+) -> None:
+    """A lock-in that stops answering (VISA timeout): the error names it and the timeout, the
+    electrodes end at 0 V, and the shutdown says its sine could not be verified off."""
+    from labctl.device import BackendError
+    from labctl.device.safety import ShutdownFailed
+
+    with _start("sr860") as lab:
+        override = {
+            "setup": {
+                "instruments": {f"li{k}": {"settings": {"timeout_s": 0.5}} for k in range(1, 6)}
+            }
+        }
+        path = lockin_config(lab, "sr860", tmp_path, override)
+        loaded = load_config(path)
+        device = build_device(loaded)
+        with pytest.raises(ShutdownFailed) as failed, device:
+            engine, _ = open_engine(device, loaded)
+            point = device.rest_voltages()
+            point[1:6] = list(POINT.values())
+            engine.measure(point[None, :])
+            lab.lockins[1].unresponsive.set()
+            with pytest.raises(BackendError, match="tim") as hung:
+                engine.measure(point[None, :])
+            assert lab.lockins[1].resource.split("::")[2] in str(hung.value)
+        assert any("e2" in error for error in failed.value.report.errors)
+        np.testing.assert_array_equal(lab.bench.applied_v, np.zeros(7))
+        lab.lockins[1].unresponsive.clear()
+
+
+@pytest.mark.slow
+def test_lockin_overload_in_a_run_is_flagged_and_restarts_are_bounded(
+    labs: dict[str, SimLab], tmp_path: Path
+) -> None:
+    """A full scale far below the signal: every reading overloads, the run says so, restarts
+    on saturation at most run.max_restarts times, and ends with the electrodes at 0 V."""
+    lab = labs["sr860"]
+    override = {
+        "homodyne": {"hardware_lockin": {"sensitivity_a": 1.0e-12}},
+        "run": {"max_iterations": 6, "max_restarts": 2, "accuracy_hold_iterations": None},
+    }
+    run = new_run(load_config(lockin_config(lab, "sr860", tmp_path, override)))
+    controller = RunController()
+    controller.start()
+    execute(run, controller)
+    records = run.store.iterations(include_raw=False)
+    assert len(records) == 6
+    assert all(r.extra["saturated"] for r in records)
+    assert max(r.restart_index for r in records) == 2
+    np.testing.assert_array_equal(lab.bench.applied_v, np.zeros(7))
+    assert all(server.instrument.slvl_v == pytest.approx(1e-9) for server in lab.lockins)
+    run.store.close()

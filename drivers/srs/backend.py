@@ -359,8 +359,9 @@ class SRSLockinInstrument:
         return math.sqrt(2.0) * self._tone_v_rms
 
     def tone_off(self) -> None:
-        """Sine output to its minimum (verified by reading it back)."""
-        self.driver.safe_state()
+        """Sine output to its minimum, verified by reading it back (an error when it cannot
+        be: a tone that may still run is reported, never assumed off)."""
+        self.driver.safe_state(require_verified=True)
         self._tone = None
         self._tone_v_rms = None
 

@@ -470,15 +470,17 @@ class SRSLockin(ABC):
             )
         return max(level, low)
 
-    def safe_state(self, *, verify: bool = True) -> None:
+    def safe_state(self, *, verify: bool = True, require_verified: bool = False) -> None:
         """Sine output at its minimum (the only output the driver programs).
 
         With ``verify`` the level is read back (``SLVL?``), which also makes the call return
         only once the instrument has taken the command; skipped (with a warning) when the
-        connection is out of step after a timeout, where no reply can be trusted.
+        connection is out of step after a timeout, where no reply can be trusted — unless
+        ``require_verified``, which makes that an error.
 
         Raises:
-            LockinError: The read-back level is above the minimum.
+            LockinError: The read-back level is above the minimum, or (``require_verified``)
+                it could not be read back.
         """
         minimum = self.safe_sine_v_rms
         with self._io.lock:
@@ -486,6 +488,13 @@ class SRSLockin(ABC):
             if not verify:
                 return
             if not self._io.in_step:
+                if require_verified:
+                    raise LockinError(
+                        f"{self.model} at {self._io.name}: its sine minimum was sent but could "
+                        "not be verified (the instrument stopped answering in time); check at "
+                        "the front panel that the sine output is at its minimum",
+                        self._io.name,
+                    )
                 log.warning("%s: sine minimum sent but not verified (out of step)", self._io.name)
                 return
             level = self._io.query_float("SLVL?")

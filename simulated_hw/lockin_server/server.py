@@ -47,6 +47,8 @@ class LockinServer:
         bench: The bench it reads (and drives, with its sine output).
         instrument: The simulated instrument behind the socket.
         commands: Every command line received, in order (terminators stripped).
+        unresponsive: Fault injection: while set, commands are received (and logged) but
+            neither executed nor answered, as by a hung instrument; a client's reads time out.
     """
 
     def __init__(self, model: str, instrument: SimLockin, listener: socket.socket) -> None:
@@ -56,6 +58,7 @@ class LockinServer:
         self.host, self.port = listener.getsockname()[:2]
         self.resource = f"TCPIP::{self.host}::{self.port}::SOCKET"
         self.commands: list[str] = []
+        self.unresponsive = threading.Event()
         self._listener = listener
         self._stop = threading.Event()
         self._client: socket.socket | None = None
@@ -153,6 +156,8 @@ class LockinServer:
                 for raw in lines:
                     line = raw.decode("ascii", errors="replace").strip()
                     self.commands.append(line)
+                    if self.unresponsive.is_set():  # fault injection: a hung instrument
+                        continue
                     for reply in self.instrument.handle_line(line):
                         conn.sendall(reply)
 
