@@ -25,8 +25,7 @@ import yaml
 
 from labctl.cli import main as labctl
 from labctl.config import merge_overrides, parse_config
-from labctl.run.control import RunController
-from labctl.training.session import execute, new_run
+from labctl.training.session import train_to_end
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 METHODS = ("twin_transfer", "twin_hge", "hge")
@@ -52,10 +51,7 @@ def _run(
         }
     data = merge_overrides(data, override)
     loaded = parse_config(yaml.safe_dump(data), source=folder / "bench.yaml")
-    run = new_run(loaded)
-    controller = RunController()
-    controller.start()
-    execute(run, controller)
+    run = train_to_end(loaded)
     outcome = run.outcome
     run.store.close()
     assert outcome is not None

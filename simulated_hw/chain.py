@@ -46,6 +46,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.signal import lfilter
 
+from labctl.rng import generator_state, set_generator_state
+
 FloatArray = NDArray[np.float64]
 
 DEFAULT_GAIN_V_PER_A = 1.0 / 39.5e-9
@@ -291,9 +293,9 @@ class MeasurementChain:
         """
         st = self._state
         return {
-            "white_rng": _plain(st.white_rng.bit_generator.state),
-            "drift_rng": _plain(st.drift_rng.bit_generator.state),
-            "pole_rngs": [_plain(rng.bit_generator.state) for rng in st.pole_rngs],
+            "white_rng": generator_state(st.white_rng),
+            "drift_rng": generator_state(st.drift_rng),
+            "pole_rngs": [generator_state(rng) for rng in st.pole_rngs],
             "flicker_a": [float(v) for v in st.flicker_a],
             "drift_a": float(st.drift_a),
             "tia_next_v": st.tia_next_v,
@@ -317,7 +319,7 @@ class MeasurementChain:
             [state["white_rng"], state["drift_rng"], *state["pole_rngs"]],
             strict=True,
         ):
-            rng.bit_generator.state = _like(rng.bit_generator.state, saved)
+            set_generator_state(rng, saved)
         st.flicker_a = np.array(state["flicker_a"], dtype=np.float64)
         st.drift_a = float(state["drift_a"])
         tia = state.get("tia_next_v")
@@ -488,26 +490,6 @@ def _ar1_bank(
             x = r * x + g * drive[k, i]
             out[i] += x
         state[k] = x
-
-
-def _plain(value: Any) -> Any:
-    """A bit generator's state with arrays as lists of ints (JSON-ready)."""
-    if isinstance(value, np.ndarray):
-        return [int(v) for v in value.tolist()]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _like(template: Any, value: Any) -> Any:
-    """``value`` with the array types of ``template`` (the bit generator's own state)."""
-    if isinstance(template, np.ndarray):
-        return np.array(value, dtype=template.dtype)
-    if isinstance(template, Mapping):
-        return {k: _like(template[k], value[k]) for k in template}
-    return value
 
 
 def _generator(seed_sequence: np.random.SeedSequence) -> np.random.Generator:

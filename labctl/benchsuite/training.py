@@ -155,8 +155,7 @@ def run_job(job: Job, root: str) -> Result:
 
 def _train(job: Job, root: str, start: float) -> Result:
     from labctl.config import parse_config
-    from labctl.run.control import RunController
-    from labctl.training.session import execute, new_run
+    from labctl.training.session import train_to_end
 
     folder = Path(root) / "configs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,10 +163,7 @@ def _train(job: Job, root: str, start: float) -> Result:
     path = folder / f"{job.device}-{job.gate}-{job.method}-{job.index}.yaml"
     path.write_text(yaml.safe_dump(job.config))
     loaded = parse_config(path.read_text(), source=path)
-    run = new_run(loaded)
-    controller = RunController()
-    controller.start()
-    execute(run, controller)
+    run = train_to_end(loaded)
     outcome = run.outcome
     if outcome is None:
         raise RuntimeError(f"{path.name}: the run ended without an outcome ({run.state})")

@@ -132,8 +132,7 @@ def _train_once(name: str, seed: int, root: Path, overrides: dict[str, Any]) -> 
     from labctl.config import parse_config
     from labctl.connect import build_device
     from labctl.homodyne.session import open_engine
-    from labctl.run.control import RunController
-    from labctl.training.session import execute, new_run
+    from labctl.training.session import train_to_end
     from labctl.training.trainer import build_task, input_mapping
 
     folder = root / "configs"
@@ -141,10 +140,7 @@ def _train_once(name: str, seed: int, root: Path, overrides: dict[str, Any]) -> 
     path = folder / f"{name.lower()}-{seed}.yaml"
     path.write_text(yaml.safe_dump(task_config(name, seed, root, overrides)))
     loaded = parse_config(path.read_text(), source=path)
-    run = new_run(loaded)
-    controller = RunController()
-    controller.start()
-    execute(run, controller)
+    run = train_to_end(loaded)
     outcome = run.outcome
     if outcome is None:
         raise RuntimeError(f"{name} seed {seed}: the run ended without an outcome ({run.state})")

@@ -22,10 +22,9 @@ from typing import Any
 import yaml
 
 from labctl.config import merge_overrides, parse_config
-from labctl.run.control import RunController
 from labctl.run.store import RunStore
 from labctl.training.methods import method_names
-from labctl.training.session import execute, new_run
+from labctl.training.session import train_to_end
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -51,10 +50,7 @@ def train_once(
     data["method"] = {"name": method, "params": {}}
     path = folder / f"{gate}-{method}-{seed}.yaml"
     path.write_text(yaml.safe_dump(data))
-    run = new_run(parse_config(path.read_text(), source=path))
-    controller = RunController()
-    controller.start()
-    execute(run, controller)
+    run = train_to_end(parse_config(path.read_text(), source=path))
     with RunStore.open(run.path, read_only=True) as store:
         records = store.iterations(include_raw=False)
     run.store.close()

@@ -142,6 +142,16 @@ def ensure_calibration(
     return f"calibrated at start ({path.name})"
 
 
+def train_to_end(loaded: LoadedConfig) -> TrainingRun:
+    """A fresh run of ``loaded``, started and executed to its end in this thread (no signal
+    handling, no progress bar: for scripts, benchmarks and sweeps). The store stays open."""
+    run = new_run(loaded)
+    controller = RunController()
+    controller.start()
+    execute(run, controller)
+    return run
+
+
 def execute(
     run: TrainingRun,
     controller: RunController,
