@@ -32,7 +32,7 @@ from labctl.run.control import RunController
 from labctl.run.events import Event, IterationCompleted, RunMessage
 from labctl.run.state import RunState
 from labctl.training.report import write_report
-from labctl.training.resume import RunNotResumable
+from labctl.training.resume import RunNotResumable, stop_criteria
 from labctl.training.session import TrainingRun, execute, new_run, resume_run
 from labctl.training.trainer import build_task
 
@@ -114,7 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 controller.abort("nothing to resume")
             return EXIT_BAD_INPUT
         loaded = run.loaded
-        progress = _Progress(loaded.config.run.max_iterations, run.store.iteration_count())
+        budget = stop_criteria(loaded).max_iterations  # the method may allow fewer
+        progress = _Progress(budget, run.store.iteration_count())
         controller.bus.subscribe(progress)
 
         def worker() -> None:

@@ -367,6 +367,10 @@ def test_a_past_run_replays_exports_resumes_and_gives_its_configuration(
 
     browser = window.browser
     qtbot.waitUntil(lambda: any(r.path == path for r in browser.rows()), timeout=WAIT_MS)
+    if next(r for r in browser.rows() if r.path == path).status != "finished":
+        # listed while the run was still writing its end: list again now that it has ended
+        with qtbot.waitSignal(browser.listed, timeout=WAIT_MS):
+            browser.refresh()
     row = next(r for r in browser.rows() if r.path == path)
     assert row.task == "gate XOR" and row.iterations == count and row.status == "finished"
     assert browser.select(path.name)
