@@ -252,6 +252,23 @@ def test_run_history_keeps_series_latest_record_raw_and_restarts() -> None:
     assert subset.targets is not None and list(subset.targets) == [1, 1, 0, 0]
 
 
+def test_run_history_extend_equals_adding_one_record_at_a_time() -> None:
+    records = [_record(i, restart=0 if i < 3 else 1) for i in range(7)]
+    one_by_one, bulk = RunHistory(capacity=5), RunHistory(capacity=5)  # wraps around
+    for history in (one_by_one, bulk):
+        history.reset([ControlInfo("e1", -1, 1), ControlInfo("e2", -1, 1)], [0, 1, 1, 0])
+        history.add(records[0])
+    for record in records[1:]:
+        one_by_one.add(record)
+    bulk.extend(records[1:])
+    for name in ("iteration", "loss", "accuracy", "device_s", "controls"):
+        np.testing.assert_array_equal(getattr(bulk, name).view(), getattr(one_by_one, name).view())
+    assert bulk.restarts == one_by_one.restarts == [3]
+    assert bulk.latest is records[-1] and bulk.raw_iteration == one_by_one.raw_iteration
+    np.testing.assert_array_equal(bulk.latest_raw, one_by_one.latest_raw)
+    assert bulk.version > 0 and len(bulk) == len(one_by_one) == 5
+
+
 def test_amplitude_spectrum_reads_a_tone_amplitude() -> None:
     rate, n = 10_000.0, 10_000
     t = np.arange(n) / rate

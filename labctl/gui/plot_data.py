@@ -260,9 +260,36 @@ class RunHistory:
         self.version += 1
 
     def extend(self, records: Iterable[IterationRecord]) -> None:
-        """Append many iterations (a replay)."""
-        for record in records:
-            self.add(record)
+        """Append many iterations (a replay): one bulk write per buffer, the same result as
+        :meth:`add` for each record."""
+        batch = list(records)
+        if not batch:
+            return
+        widths = {r.n_controls for r in batch}
+        if len(widths) > 1:  # the control count changes inside: record by record
+            for record in batch:
+                self.add(record)
+            return
+        (width,) = widths
+        if self.controls.width != width:
+            self.controls = RingBuffer(self._capacity, width)
+        previous = self.latest.restart_index if self.latest is not None else None
+        for record in batch:
+            if previous is not None and record.restart_index != previous:
+                self.restarts.append(record.run_iteration)
+            previous = record.restart_index
+        self.iteration.extend([r.run_iteration for r in batch])
+        self.loss.extend([r.loss for r in batch])
+        self.accuracy.extend([r.accuracy for r in batch])
+        self.device_s.extend([r.device_seconds for r in batch])
+        self.controls.extend(np.array([r.controls_v for r in batch], dtype=np.float64))
+        self.latest = batch[-1]
+        for record in reversed(batch):
+            if record.raw is not None and "record_a" in record.raw:
+                self.latest_raw = np.asarray(record.raw["record_a"], dtype=np.float64)
+                self.raw_iteration = record.run_iteration
+                break
+        self.version += 1
 
     def __len__(self) -> int:
         return len(self.iteration)
