@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from labctl.benchsuite.devices import fast_endless_xor_config
 from labctl.config import parse_config
 from labctl.run.control import RunController
 from labctl.run.events import Event, IterationCompleted
@@ -40,29 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def long_run_config(directory: Path, iterations: int) -> str:
     """configs/xor_sim.yaml made fast and endless (only the iteration budget stops it)."""
-    data = yaml.safe_load((REPO / "configs" / "xor_sim.yaml").read_text())
-    data["homodyne"].update(
-        {
-            "window_s": 0.01,
-            "settle_s": 0.002,
-            "mains_hz": [],
-            "max_order": 2,
-            "fade_periods": 1,
-            "min_spacing_hz": None,
-            "phase": "sign",
-        }
-    )
-    data["run"].update(
-        {
-            "max_iterations": iterations,
-            "accuracy_hold_iterations": None,
-            "max_restarts": None,
-            "directory": str(directory),
-            "report": False,
-            "name": "long-run",
-        }
-    )
-    return yaml.safe_dump(data, sort_keys=False)
+    return fast_endless_xor_config(directory, iterations, name="long-run")
 
 
 def rss_bytes() -> int:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from labctl.benchsuite.devices import fast_endless_xor_config
 from labctl.cli import main
 from labctl.config import parse_config
 from labctl.run.control import RunController
@@ -34,28 +34,7 @@ BOUND_BYTES_PER_ITERATION = 2048
 
 
 def _config(directory: Path) -> str:
-    data = yaml.safe_load((REPO / "configs" / "xor_sim.yaml").read_text())
-    data["homodyne"].update(
-        {
-            "window_s": 0.01,
-            "settle_s": 0.002,
-            "mains_hz": [],
-            "max_order": 2,
-            "fade_periods": 1,
-            "min_spacing_hz": None,
-            "phase": "sign",
-        }
-    )
-    data["run"].update(
-        {
-            "max_iterations": ITERATIONS,
-            "accuracy_hold_iterations": None,
-            "max_restarts": None,
-            "directory": str(directory),
-            "report": False,
-        }
-    )
-    return yaml.safe_dump(data, sort_keys=False)
+    return fast_endless_xor_config(directory, ITERATIONS)
 
 
 @pytest.mark.slow

@@ -136,6 +136,23 @@ def test_the_before_record_hook_runs_again_when_a_parked_record_is_replayed() ->
     np.testing.assert_array_equal(bench.applied_v, 0.0)
 
 
+def test_a_failing_before_record_hook_sends_nothing_and_keeps_the_device_usable() -> None:
+    device = make_device(loaded_at_rest(0.0))
+    bench = bench_of(device)
+    wave = held_record(device, 0.3, 0.05)
+
+    def refuse() -> None:
+        raise ValueError("buffer too short")
+
+    with device:
+        plays = bench.audit.n_plays
+        with pytest.raises(ValueError, match="buffer too short"):
+            device.apply(wave, before_each_attempt=refuse)
+        assert bench.audit.n_plays == plays and not device.is_shut_down
+        assert device.apply(wave).n_samples == wave.shape[1]  # and it still drives
+    np.testing.assert_array_equal(bench.applied_v, 0.0)
+
+
 def test_a_training_run_continues_after_unpark(tmp_path: Path) -> None:
     loaded = config_from(
         "xor_sim.yaml",

@@ -135,6 +135,9 @@ class SRSLockin(ABC):
     SNAP_MAX: ClassVar[int]
     """Most quantities one ``SNAP?`` takes."""
     ESR_ERRORS: ClassVar[dict[int, tuple[str, str]]]
+    STATUS_BITS: ClassVar[dict[int, str]]
+    """Lock-in status register (``LIAS?``) bit → name; bits 0–3 are input, filter and output
+    overload and reference unlock on both models."""
     """Standard event status bits that mean an error: bit -> (name, what it means)."""
     STEPPING_CLEARS_INPUT_OVERLOAD: ClassVar[bool] = True
     """Whether a less sensitive setting relieves an input overload (not on the SR86x, whose
@@ -732,8 +735,16 @@ class SRSLockin(ABC):
         """The points the armed trace stored so far: ``(x, y, rate_hz)``, oldest first."""
 
     # -- status ------------------------------------------------------------------------------
-    @abstractmethod
-    def _decode_status(self, raw: int) -> LockinStatus: ...
+    def _decode_status(self, raw: int) -> LockinStatus:
+        names = tuple(name for bit, name in self.STATUS_BITS.items() if raw >> bit & 1)
+        return LockinStatus(
+            raw=raw,
+            input_overload=bool(raw & 1),
+            filter_overload=bool(raw & 2),
+            output_overload=bool(raw & 4),
+            reference_unlock=bool(raw & 8),
+            names=names,
+        )
 
     def status(self) -> LockinStatus:
         """The lock-in status register (``LIAS?``); reading it clears the latched bits."""

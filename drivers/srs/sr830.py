@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from drivers.srs.base import INPUT_MODES, InputMode, LockinStatus, SRSLockin
+from drivers.srs.base import INPUT_MODES, InputMode, SRSLockin
 from drivers.srs.common import (
     IndexTable,
     LockinValueError,
@@ -87,6 +87,7 @@ class SR830(SRSLockin):
     SINE_STEP_V_RMS: ClassVar[float] = 0.002
     OUTPUT_CODES: ClassVar[dict[str, int]] = {"X": 1, "Y": 2, "R": 3, "theta": 4, "frequency": 9}
     SNAP_MAX: ClassVar[int] = 6
+    STATUS_BITS: ClassVar[dict[int, str]] = _STATUS_BITS
     ESR_ERRORS: ClassVar[dict[int, tuple[str, str]]] = {
         0: ("INP", "input queue overflow: commands came faster than it takes them"),
         2: ("QRY", "output queue overflow: replies were not read"),
@@ -123,17 +124,6 @@ class SR830(SRSLockin):
         index = choose("input mode", mode, INPUT_MODES)
         self._io.write(f"ISRC {index}")
         self._input_mode = INPUT_MODES[index]
-
-    def _decode_status(self, raw: int) -> LockinStatus:
-        names = tuple(name for bit, name in _STATUS_BITS.items() if raw >> bit & 1)
-        return LockinStatus(
-            raw=raw,
-            input_overload=bool(raw & 1),
-            filter_overload=bool(raw & 2),
-            output_overload=bool(raw & 4),
-            reference_unlock=bool(raw & 8),
-            names=names,
-        )
 
     def error_status(self) -> tuple[str, ...]:
         """Hardware errors in the error status byte (``ERRS?``, clears it); empty if none."""

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from drivers.srs.base import InputMode, LockinStatus, SRSLockin
+from drivers.srs.base import InputMode, SRSLockin
 from drivers.srs.common import (
     IndexTable,
     LockinValueError,
@@ -92,6 +92,7 @@ class SR860(SRSLockin):
     SINE_STEP_V_RMS: ClassVar[float] = 1e-9
     OUTPUT_CODES: ClassVar[dict[str, int]] = {"X": 0, "Y": 1, "R": 2, "theta": 3, "frequency": 15}
     SNAP_MAX: ClassVar[int] = 3
+    STATUS_BITS: ClassVar[dict[int, str]] = _STATUS_BITS
     ESR_ERRORS: ClassVar[dict[int, tuple[str, str]]] = {
         2: ("QYE", "query error: a reply was lost or requested with nothing to say"),
         3: ("DDE", "device-dependent error"),
@@ -155,17 +156,6 @@ class SR860(SRSLockin):
                 f"input range {format_si(range_v, 'V')} is not one of {listed}"
             ) from None
         self._io.write(f"IRNG {index}")
-
-    def _decode_status(self, raw: int) -> LockinStatus:
-        names = tuple(name for bit, name in _STATUS_BITS.items() if raw >> bit & 1)
-        return LockinStatus(
-            raw=raw,
-            input_overload=bool(raw & 1),
-            filter_overload=bool(raw & 2),
-            output_overload=bool(raw & 4),
-            reference_unlock=bool(raw & 8),
-            names=names,
-        )
 
     # -- capture: X/Y during a record --------------------------------------------------------
     _capture_rate_hz: float | None = None

@@ -362,3 +362,31 @@ def r2_against(truth: FloatArray, estimate: FloatArray) -> float:
     truth = np.ravel(truth)
     estimate = np.ravel(estimate)
     return 1.0 - float(np.sum((estimate - truth) ** 2)) / float(np.sum((truth - truth.mean()) ** 2))
+
+
+def fast_endless_xor_config(directory: Path, iterations: int, name: str | None = None) -> str:
+    """``configs/xor_sim.yaml`` made fast and endless, as YAML text: a 10 ms window, no mains
+    guard, second-order plan rules, and no stopping rule but ``iterations`` (for long runs)."""
+    data = yaml.safe_load((CONFIGS / "xor_sim.yaml").read_text())
+    data["homodyne"].update(
+        {
+            "window_s": 0.01,
+            "settle_s": 0.002,
+            "mains_hz": [],
+            "max_order": 2,
+            "fade_periods": 1,
+            "min_spacing_hz": None,
+            "phase": "sign",
+        }
+    )
+    run = {
+        "max_iterations": iterations,
+        "accuracy_hold_iterations": None,
+        "max_restarts": None,
+        "directory": str(directory),
+        "report": False,
+    }
+    if name is not None:
+        run["name"] = name
+    data["run"].update(run)
+    return yaml.safe_dump(data, sort_keys=False)

@@ -439,7 +439,8 @@ class SafeDevice:
                 supports exactly (see :meth:`coerce_sample_rate`), so tones stay coherent.
             before_each_attempt: Called right before the record (ramp included) starts, again
                 before a replay after a park: e.g. arms lock-in buffers started by the record's
-                trigger. It must not drive electrodes.
+                trigger. It must not drive electrodes. If it raises, nothing is sent and the
+                error propagates (the electrodes keep what they hold).
 
         Raises:
             SafetyViolation: The waveform (or the ramp to it) breaks a limit; nothing was sent.
@@ -470,9 +471,14 @@ class SafeDevice:
                     if self._park_requested or not self._accepting:
                         continue
                     self._cancel = cancel
-                try:
-                    if before_each_attempt is not None:
+                if before_each_attempt is not None:
+                    try:  # nothing has been sent yet: a failure here is no failed record
                         before_each_attempt()
+                    except BaseException:
+                        with self._flight_lock:
+                            self._cancel = None
+                        raise
+                try:
                     if readout is not None:
                         readout.arm(full.shape[1], rate)
                     self._knowledge.play(full, rate, cancel)
