@@ -387,6 +387,12 @@ def _twin_file_problem(config: LabConfig, base_dir: Path) -> ConfigIssue | None:
         spath = Path(samples) if Path(samples).is_absolute() else base_dir / samples
         try:
             read_samples(spath)
+        except ImportError as exc:
+            return ConfigIssue(
+                "method.params.samples",
+                f"reading {spath} needs the twin packages ({exc}); install them with "
+                "`pip install -e '.[twin]'`, or give sampling_device_seconds instead",
+            )
         except Exception as exc:
             return ConfigIssue("method.params.samples", f"{spath}: {exc}")
     return None
