@@ -41,6 +41,7 @@ from simulated_hw.hopping import N_VOLTAGE_ELECTRODES, HoppingNetworkModel
 from simulated_hw.models import DeviceModel, ResistorModel, gradient_fd
 from simulated_hw.surrogate import (
     SurrogateFormatError,
+    SurrogateModel,
     default_surrogate_path,
     surrogate_electrode_count,
 )
@@ -288,11 +289,14 @@ class SimulatedBackend:
         return identity
 
     def reference_gradient(self, voltages_v: FloatArray) -> FloatArray:
-        """The model's dI/dV (A/V): exact for the hopping model, central FD otherwise."""
+        """The model's dI/dV (A/V): exact for the hopping and surrogate models (back-propagated
+        through the MLP), central FD otherwise."""
         model = self.bench.model
         point = np.asarray(voltages_v, dtype=np.float64).reshape(1, -1)
         if isinstance(model, HoppingNetworkModel):
             return model.gradient_a_per_v(point)[0]
+        if isinstance(model, SurrogateModel):
+            return model.current_and_gradient_a(point)[1][0]
         return gradient_fd(model, point[0], step_v=1e-5)
 
     def reference_hessian(self, voltages_v: FloatArray) -> FloatArray:

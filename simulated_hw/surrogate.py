@@ -92,6 +92,29 @@ SUPPORTED_ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
 """Activation names a surrogate file may use (case-insensitive)."""
 
 
+def activation_and_slope(name: str, z: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Activation ``a(z)`` and its derivative ``a'(z)`` (same conventions as the forward pass).
+
+    At a ReLU or hardtanh kink the derivative of the side the forward pass treats as active is
+    used (``z > 0`` for ReLU).
+    """
+    if name == "relu":
+        return np.maximum(z, 0.0), (z > 0.0).astype(np.float64)
+    if name == "elu":
+        negative = z < 0.0
+        a = np.where(negative, np.expm1(np.minimum(z, 0.0)), z)
+        return a, np.where(negative, a + 1.0, 1.0)
+    if name == "tanh":
+        a = np.tanh(z)
+        return a, 1.0 - a * a
+    if name == "sigmoid":
+        a = expit(z)
+        return a, a * (1.0 - a)
+    if name == "hardtanh":
+        return np.clip(z, -1.0, 1.0), ((z > -1.0) & (z < 1.0)).astype(np.float64)
+    return z, np.ones_like(z)
+
+
 class SurrogateFormatError(ValueError):
     """A surrogate file (or the arrays given to :class:`SurrogateModel`) is malformed."""
 
@@ -339,6 +362,47 @@ class SurrogateModel:
             ValueError: If the last axis is not ``n_electrodes`` long or the array is not 1-/2-D.
         """
         return self._evaluate(voltages_v, self._scale_a)
+
+    @property
+    def layers(self) -> tuple[tuple[FloatArray, ...], tuple[FloatArray, ...]]:
+        """Transposed weight matrices ``(n_in_k, n_out_k)`` and biases, layer by layer (read-only
+        views: layer ``k`` computes ``h @ weights_t[k] + biases[k]``)."""
+        return self._weights_t, self._biases
+
+    def current_and_gradient_a(self, voltages_v: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Current (A) and exact dI/dV (A/V) at each row of ``voltages_v``, by back-propagation.
+
+        Args:
+            voltages_v: Shape ``(n_points, n_electrodes)`` or ``(n_electrodes,)`` (V).
+
+        Returns:
+            Currents shape ``(n_points,)`` (A) and gradients ``(n_points, n_electrodes)`` (A/V).
+
+        Raises:
+            ValueError: If the last axis is not ``n_electrodes`` long.
+        """
+        v = np.atleast_2d(np.asarray(voltages_v, dtype=np.float64))
+        if v.ndim != 2 or v.shape[1] != self.n_electrodes:
+            raise ValueError(
+                f"voltages_v must have {self.n_electrodes} columns (electrodes), got {v.shape}"
+            )
+        h = v
+        slopes: list[FloatArray] = []
+        last = len(self._weights_t) - 1
+        for k, (w_t, b) in enumerate(zip(self._weights_t, self._biases, strict=True)):
+            z = h @ w_t + b
+            if k == last:
+                h = z
+            else:
+                h, slope = activation_and_slope(self._activation_name, z)
+                slopes.append(slope)
+        current = h[:, 0] * self._scale_a
+        delta = np.full((v.shape[0], 1), self._scale_a)
+        for k in range(last, -1, -1):
+            delta = delta @ self._weights_t[k].T
+            if k > 0:
+                delta = delta * slopes[k - 1]
+        return current, delta
 
     def current_na(self, voltages_v: FloatArray) -> FloatArray:
         """Device current in nA (network output × amplification); shapes as :meth:`current_a`."""

@@ -156,8 +156,8 @@ def test_surrogate_gradient_is_exact(activation: str) -> None:
 def test_controls_trained_on_the_twin_solve_the_gate_on_the_device(tmp_path: Path) -> None:
     model = _small_twin()
     twin = tmp_path / "twin.npz"
-    arrays = {f"W{k}": w.T for k, w in enumerate(model._weights_t)}
-    arrays.update({f"b{k}": b for k, b in enumerate(model._biases)})
+    arrays = {f"W{k}": w.T for k, w in enumerate(model.layers[0])}
+    arrays.update({f"b{k}": b for k, b in enumerate(model.layers[1])})
     np.savez(twin, **arrays, activation=np.array("relu"), amplification=np.array([20.0]),
              voltage_ranges=model.voltage_ranges_v)  # fmt: skip
     gate = boolean_gate("AND")
@@ -208,3 +208,23 @@ def test_training_on_the_twin_uses_a_trainers_operating_points() -> None:
     assert result.solved
     assert np.all(seen[0][:, [0, 6]] >= -1.0) and np.all(seen[0][:, [0, 6]] <= 0.5)
     np.testing.assert_allclose(result.outputs_a, model.current_a(points(result.controls_v)))
+
+
+def test_simulated_surrogate_reference_gradient_is_the_exact_back_propagated_one(
+    tmp_path: Path,
+) -> None:
+    model = _small_twin(31)
+    twin = tmp_path / "twin.npz"
+    weights_t, biases = model.layers
+    arrays = {f"W{k}": w.T for k, w in enumerate(weights_t)}
+    arrays.update({f"b{k}": b for k, b in enumerate(biases)})
+    np.savez(twin, **arrays, activation=np.array("relu"), amplification=np.array([20.0]),
+             voltage_ranges=model.voltage_ranges_v)  # fmt: skip
+    config = surrogate_config(tmp_path, twin, model.voltage_ranges_v, "AND")
+    loaded = parse_config(config.read_text(), source=config)
+    point = np.random.default_rng(2).uniform(-1.0, 0.5, 7)
+    with build_device(loaded) as device:
+        reference = device.reference_gradient(point)
+    assert reference is not None
+    np.testing.assert_allclose(reference, surrogate_gradient(model, point)[1][0], rtol=1e-12)
+    np.testing.assert_allclose(reference, gradient_fd(model, point, step_v=1e-6), rtol=1e-5)

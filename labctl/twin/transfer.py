@@ -23,76 +23,19 @@ from labctl.training.losses import LossFunction, get_loss
 from labctl.training.metrics import separation
 from labctl.training.optimisers import Optimiser, make_optimiser, project_to_box
 from labctl.training.tasks import InputMapping, Task
-from simulated_hw.surrogate import NA_TO_A, SurrogateModel
+from simulated_hw.surrogate import SurrogateModel
 
 log = logging.getLogger(__name__)
-
-
-def _layers(model: SurrogateModel) -> tuple[tuple[FloatArray, ...], tuple[FloatArray, ...]]:
-    """The model's transposed weights ``(n_in, n_out)`` and biases.
-
-    :class:`SurrogateModel` keeps them private and has no gradient of its own; this is the one
-    place that reads them.
-    """
-    return model._weights_t, model._biases
-
-
-def _activation_and_slope(name: str, z: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Activation ``a(z)`` and its derivative ``a'(z)`` (same conventions as the surrogate)."""
-    if name == "relu":
-        return np.maximum(z, 0.0), (z > 0.0).astype(np.float64)
-    if name == "elu":
-        negative = z < 0.0
-        a = np.where(negative, np.expm1(np.minimum(z, 0.0)), z)
-        return a, np.where(negative, a + 1.0, 1.0)
-    if name == "tanh":
-        a = np.tanh(z)
-        return a, 1.0 - a * a
-    if name == "sigmoid":
-        a = 1.0 / (1.0 + np.exp(-z))
-        return a, a * (1.0 - a)
-    if name == "hardtanh":
-        return np.clip(z, -1.0, 1.0), ((z > -1.0) & (z < 1.0)).astype(np.float64)
-    return z, np.ones_like(z)
 
 
 def surrogate_gradient(
     model: SurrogateModel, voltages_v: ArrayLike
 ) -> tuple[FloatArray, FloatArray]:
-    """Current (A) and exact dI/dV (A/V) of a surrogate at each row of ``voltages_v``.
+    """Current (A) and exact dI/dV (A/V) of a twin at each row of ``voltages_v`` (V).
 
-    Args:
-        model: The twin.
-        voltages_v: Shape ``(n_points, n_electrodes)`` or ``(n_electrodes,)`` (V).
-
-    Returns:
-        Currents shape ``(n_points,)`` (A) and gradients ``(n_points, n_electrodes)`` (A/V).
-        At a ReLU kink the one-sided derivative of the active side (``z > 0``) is used.
+    See :meth:`SurrogateModel.current_and_gradient_a`.
     """
-    v = np.atleast_2d(np.asarray(voltages_v, dtype=np.float64))
-    if v.shape[1] != model.n_electrodes:
-        raise ValueError(
-            f"voltages_v must have {model.n_electrodes} columns (electrodes), got {v.shape}"
-        )
-    weights_t, biases = _layers(model)
-    h = v
-    slopes: list[FloatArray] = []
-    last = len(weights_t) - 1
-    for k, (w_t, b) in enumerate(zip(weights_t, biases, strict=True)):
-        z = h @ w_t + b
-        if k == last:
-            h = z
-        else:
-            h, slope = _activation_and_slope(model.activation, z)
-            slopes.append(slope)
-    scale = model.amplification * NA_TO_A
-    current = h[:, 0] * scale
-    delta = np.full((v.shape[0], 1), scale)
-    for k in range(last, -1, -1):
-        delta = delta @ weights_t[k].T
-        if k > 0:
-            delta = delta * slopes[k - 1]
-    return current, delta
+    return model.current_and_gradient_a(voltages_v)
 
 
 @dataclass(frozen=True, eq=False)
