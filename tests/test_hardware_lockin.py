@@ -341,3 +341,203 @@ def test_lockin_overload_in_a_run_is_flagged_and_restarts_are_bounded(
     np.testing.assert_array_equal(lab.bench.applied_v, np.zeros(7))
     assert all(server.instrument.slvl_v == pytest.approx(1e-9) for server in lab.lockins)
     run.store.close()
+
+
+# -- tones from the DAQ, read by one lock-in on an external reference ------------------------------
+DAQ_TONES = "daq_sr830"  # sim_lockin_daq_sr830.yaml on sim_lab/cdaq_one_lockin.yaml
+NOT_DAQ_TONES = {
+    "tones": "lockin_sine",
+    "lockin": None,
+    "reference_counter": None,
+    "harmonics": None,
+}
+
+
+@pytest.fixture(scope="module")
+def one_lab() -> Iterator[SimLab]:
+    lab = start_lab(on_free_ports(load_lab_config(CONFIGS / "sim_lab" / "cdaq_one_lockin.yaml")))
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def test_harmonic_plans_keep_intermodulation_off_every_read_harmonic() -> None:
+    from labctl.homodyne.harmonic_plan import plan_harmonics, reference_of
+    from labctl.homodyne.plan import PlanError, find_collisions
+
+    plan = plan_harmonics(10_000.0, 0.2, 5, band_hz=(100.0, 1000.0), min_spacing_hz=50.0)
+    f0, harmonics = plan.reference_hz, plan.harmonics
+    assert plan.frequencies_hz == pytest.approx([n * f0 for n in harmonics])
+    assert all(100.0 <= f <= 1000.0 for f in plan.frequencies_hz)
+    assert min(np.diff(sorted(plan.frequencies_hz))) >= 50.0
+    assert find_collisions(harmonics, max_order=3) == []  # no product on a read harmonic
+    assert plan.plan.collisions() == []
+    for f in plan.frequencies_hz:  # off the mains by more than the guard (2 bins of 5 Hz)
+        assert min(abs(f - h * m) for m in (50.0, 60.0) for h in range(1, 25)) > 10.0
+    assert reference_of(plan.plan) == (pytest.approx(f0), harmonics)
+    # second order only admits a higher reference; an impossible request says what to relax
+    second = plan_harmonics(
+        10_000.0, 0.2, 5, band_hz=(100.0, 1000.0), min_spacing_hz=50.0, max_order=2
+    )
+    assert second.reference_hz >= f0
+    with pytest.raises(PlanError, match="max_harmonic"):
+        plan_harmonics(10_000.0, 0.2, 5, band_hz=(100.0, 1000.0), max_harmonic=6)
+
+
+def amplifier_chain() -> Any:
+    """The simulated chain's response: the transimpedance amplifier's first-order 2 kHz pole."""
+    from labctl.homodyne.calibration import ChainResponse
+
+    f = np.arange(50.0, 2001.0, 5.0)
+    return ChainResponse(f, 1.0 / (1.0 + 1j * f / 2000.0), "resistor")
+
+
+def measure_projected(path: Path, override: dict[str, Any]) -> Any:
+    """One gradient at POINT with phase projection on :func:`amplifier_chain`."""
+    data = merge_overrides(yaml.safe_load(path.read_text()), override)
+    alt = path.with_suffix(".projected.yaml")
+    alt.write_text(yaml.safe_dump(data))
+    loaded = load_config(alt)
+    with build_device(loaded) as device:
+        engine, _ = open_engine(device, loaded, use_calibration=False)
+        engine.set_calibration(amplifier_chain())
+        point = device.rest_voltages()
+        for name, value in POINT.items():
+            point[device.electrode_names.index(name)] = value
+        return engine.measure(point[None, :]), engine.plan.frequencies_hz
+
+
+def test_daq_tones_read_by_one_lockin_agree_with_sampled_hge(
+    one_lab: SimLab, tmp_path: Path
+) -> None:
+    lab = one_lab
+    server = lab.lockins[0]
+    made = lab.daq.calls.count("CreateCOPulseChanFreq")
+    path = lockin_config(lab, DAQ_TONES, tmp_path)
+    lockin, frequencies = measure_projected(path, {})
+    # one reference for all five tones: the counter task was made once, the lock-in's harmonic
+    # moved between electrodes (it reads the last one's now), its sine stayed at its minimum
+    assert lab.daq.calls.count("CreateCOPulseChanFreq") == made + 1
+    f0 = 15.0
+    assert frequencies == pytest.approx([f0 * n for n in (9, 21, 25, 31, 38)])
+    assert server.instrument._external_mode() and server.instrument._harmonic() == 38
+    assert server.instrument.slvl_v == pytest.approx(0.004)
+    sampled, _ = measure_projected(
+        path,
+        {
+            "homodyne": {
+                "demodulation": "least_squares",
+                "frequencies_hz": list(frequencies),
+                "insist": True,
+                "hardware_lockin": NOT_DAQ_TONES,
+            }
+        },
+    )
+    g_lock, se_lock = lockin.gradients_a_per_v[0], lockin.stderr_a_per_v[0]
+    g_samp, se_samp = sampled.gradients_a_per_v[0], sampled.stderr_a_per_v[0]
+    assert lockin.results[0].phase_method == "projection" and not lockin.saturated
+    assert np.all(se_lock > 0) and np.all(se_lock < 2e-9)
+    z = np.abs(g_lock - g_samp) / np.hypot(se_lock, se_samp)
+    assert np.all(z < 4.5), (g_lock, g_samp, z)
+    # the phase is the sampled engine's: in-phase and quadrature parts agree (the analytic
+    # chain leaves the same residual phase in both, the converters' delays)
+    q_lock = lockin.results[0].quadrature_a_per_v
+    q_samp = sampled.results[0].quadrature_a_per_v
+    zq = np.abs(q_lock - q_samp) / np.hypot(se_lock, se_samp)
+    assert np.all(zq < 4.5), (q_lock, q_samp, zq)
+    truth = true_gradient(lab)
+    strong = np.abs(truth) > 10e-9
+    np.testing.assert_allclose(g_lock[strong], truth[strong], rtol=0.08)
+    # five records, each plateau held for the lock-in's settling (10 tau) and the window
+    assert lockin.device_seconds >= 5 * (10 * lockin_tau(lab) + 0.2)
+    np.testing.assert_array_equal(lab.bench.applied_v, np.zeros(7))
+
+
+def test_a_reading_turned_into_the_tones_frame_turns_its_errors_with_it() -> None:
+    from labctl.homodyne.hardware import _rotated
+
+    reading = LockinReading(complex(3e-9, 1e-9), (1e-11, 4e-11), 50, False)
+    quarter = _rotated(reading, 1j)  # 90°: X and Y swap places (and errors)
+    assert quarter.complex_amplitude_a == pytest.approx(complex(-1e-9, 3e-9))
+    assert quarter.stderr_components_a == pytest.approx((4e-11, 1e-11))
+    eighth = _rotated(reading, complex(math.cos(0.5), math.sin(0.5)))
+    assert abs(eighth.complex_amplitude_a) == pytest.approx(abs(reading.complex_amplitude_a))
+    assert np.hypot(*eighth.stderr_components_a) == pytest.approx(np.hypot(1e-11, 4e-11))
+
+
+def test_without_harmonics_every_tone_moves_the_reference(one_lab: SimLab, tmp_path: Path) -> None:
+    lab = one_lab
+    made = lab.daq.calls.count("CreateCOPulseChanFreq")
+    path = lockin_config(
+        lab, DAQ_TONES, tmp_path, {"homodyne": {"hardware_lockin": {"harmonics": False}}}
+    )
+    batch, _ = measure_at_point(path)
+    assert lab.daq.calls.count("CreateCOPulseChanFreq") == made + 5  # one counter per tone
+    assert lab.lockins[0].instrument._harmonic() == 1
+    truth = true_gradient(lab)
+    strong = np.abs(truth) > 10e-9
+    np.testing.assert_allclose(batch.gradients_a_per_v[0][strong], truth[strong], rtol=0.12)
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ({"homodyne": {"mode": "parallel"}}, "use mode: sequential"),
+        ({"homodyne": {"hardware_lockin": {"lockin": None}}}, "hardware_lockin.lockin is needed"),
+        ({"homodyne": {"hardware_lockin": {"lockin": "li9"}}}, "not in setup.roles"),
+        (
+            {"homodyne": {"hardware_lockin": {"reference_counter": "cDAQ1Mod1/ao0"}}},
+            "reference_counter",
+        ),
+        ({"homodyne": {"frequencies_hz": [300.0, 400.0, 500.0, 600.0, 900.0]}}, "harmonic plan"),
+        ({"homodyne": {"hardware_lockin": {"max_harmonic": 6}}}, "max_harmonic"),
+        ({"homodyne": {"demodulation": "least_squares"}}, "needs demodulation: hardware_lockin"),
+        (
+            {"homodyne": {"hardware_lockin": {**NOT_DAQ_TONES, "harmonics": True}}},
+            "hardware_lockin.harmonics applies to tones: daq only",
+        ),
+    ],
+)
+def test_bad_daq_tone_configs_exit_2_before_any_instrument_is_touched(
+    one_lab: SimLab, tmp_path: Path, capsys: Any, override: dict[str, Any], words: str
+) -> None:
+    lab = one_lab
+    good = lockin_config(lab, DAQ_TONES, tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(merge_overrides(yaml.safe_load(good.read_text()), override)))
+    calls, commands = len(lab.daq.calls), len(lab.lockins[0].commands)
+    capsys.readouterr()
+    assert main(["gradient", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert words in err, err
+    assert len(lab.daq.calls) == calls and len(lab.lockins[0].commands) == commands
+
+
+def test_a_source_without_a_counter_output_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load((CONFIGS / "sim_lockin_daq_sr830.yaml").read_text())
+    data["setup"]["instruments"]["daq"] = {"backend": "simulated", "settings": {}}
+    path = tmp_path / "no_counter.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="no counter output"):
+        load_config(path)
+
+
+@pytest.mark.slow
+def test_a_gate_trains_on_daq_tones_read_by_one_lockin(one_lab: SimLab, tmp_path: Path) -> None:
+    lab = one_lab
+    path = lockin_config(
+        lab, DAQ_TONES, tmp_path, {"task": {"name": "OR"}, "run": {"max_iterations": 40}}
+    )
+    run = new_run(load_config(path))
+    controller = RunController()
+    controller.start()
+    assert execute(run, controller) is RunState.FINISHED
+    records = run.store.iterations(include_raw=False)
+    assert run.outcome is not None and run.outcome.solved, run.outcome
+    assert records[0].accuracy < 1.0
+    assert all(np.all(np.isfinite(r.gradients_a_per_v)) for r in records)
+    assert run.shutdown_report is not None and run.shutdown_report.ok
+    np.testing.assert_array_equal(lab.bench.applied_v, np.zeros(7))
+    assert lab.lockins[0].instrument.slvl_v == pytest.approx(0.004)
+    run.store.close()

@@ -846,3 +846,40 @@ def test_realtime_bench_readings_follow_records_in_real_time(rm: Any) -> None:
         assert float(visa.query("OUTP? 3")) == pytest.approx(
             0.1 / math.sqrt(2) * np.sinc(1000.0 / FS), rel=1e-3
         )
+
+
+def test_a_lab_wires_a_daq_counter_to_ref_in_and_checks_the_wiring(tmp_path: Path) -> None:
+    """``reference_in``: the counter's pulse train is the lock-in's external reference, phase 0
+    at its first rising edge; it needs a DAQ, a counter's name and REF IN free."""
+    from labctl.config import ConfigError
+    from simulated_hw.lockin_server.lab import on_free_ports
+
+    def lab_file(lockin: dict[str, object], daq: bool = True) -> Path:
+        data: dict[str, object] = {"lockins": [{"model": "sr830", **lockin}]}
+        if daq:
+            data["daq"] = {"config": str(REPO / "configs" / "sim_daq" / "cdaq9178.yaml")}
+        path = tmp_path / "lab.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    with pytest.raises(ConfigError, match="needs a daq section"):
+        load_lab_config(lab_file({"reference_in": "cDAQ1/ctr0"}, daq=False))
+    with pytest.raises(ConfigError, match="not a counter"):
+        load_lab_config(lab_file({"reference_in": "cDAQ1Mod1/ao0"}))
+    with pytest.raises(ConfigError, match="either reference_in or external_reference_hz"):
+        load_lab_config(lab_file({"reference_in": "cDAQ1/ctr0", "external_reference_hz": 5.0}))
+    config = on_free_ports(load_lab_config(lab_file({"reference_in": "cDAQ1/_ctr1"})))
+    with start_lab(config) as lab:
+        assert "REF IN <- DAQ counter cDAQ1/_ctr1" in lab.addresses()[1]
+        instrument = lab.lockins[0].instrument
+        listener = lab.daq.daq.counter_listeners[0]
+        listener("cdaq1/ctr0", 100.0, 0.0)  # another counter: not wired here
+        assert instrument.external_reference_hz is None
+        listener("cdaq1/ctr1", 250.0, 0.001)
+        assert instrument.external_reference_hz == 250.0
+        # rising edges at 1 ms + k/250 Hz: the reference sin(2π f t + φ) crosses zero there
+        assert math.sin(2 * math.pi * 250.0 * 0.001 + instrument._external_phase_rad) == (
+            pytest.approx(0.0, abs=1e-12)
+        )
+        listener("cdaq1/ctr1", None, 0.0)
+        assert instrument.external_reference_hz is None

@@ -18,6 +18,7 @@ from labctl.homodyne.plan import (
     find_collisions,
     plan_frequencies,
     product_bins,
+    sidon_min_span,
     validate_frequencies,
 )
 
@@ -351,3 +352,84 @@ def test_bad_max_order_rejected() -> None:
         find_collisions((10, 13), max_order=4)
     with pytest.raises(PlanError, match="max_order"):
         product_bins((10, 13), max_order=1)
+
+
+# ------------------------------------------------------------------ infeasibility bounds
+
+
+def _brute_min_span(n_marks: int) -> int:
+    """Shortest span of a set of ``n_marks`` integers with distinct pairwise differences."""
+    span = n_marks - 1
+    while True:
+        for rest in itertools.combinations(range(1, span), n_marks - 2):
+            marks = (0, *rest, span)
+            diffs = [b - a for a, b in itertools.combinations(marks, 2)]
+            if len(set(diffs)) == len(diffs):
+                return span
+        span += 1
+
+
+@pytest.mark.parametrize("n_marks", [2, 3, 4, 5, 6, 7])
+def test_sidon_min_span_is_the_shortest_golomb_ruler(n_marks: int) -> None:
+    assert sidon_min_span(n_marks) == _brute_min_span(n_marks)
+
+
+def test_sidon_min_span_grows_and_beyond_the_table_stays_a_lower_bound() -> None:
+    spans = [sidon_min_span(n) for n in range(2, 80)]
+    assert all(b > a for a, b in itertools.pairwise(spans))
+    for n in (30, 40, 60):  # Lindström: n < sqrt(M) + M**0.25 + 1 with M = span + 1
+        m = sidon_min_span(n) + 1
+        assert n < math.sqrt(m) + m**0.25 + 1
+        assert not n < math.sqrt(m - 1) + (m - 1) ** 0.25 + 1
+
+
+@pytest.mark.parametrize(
+    ("n_tones", "window_s", "curvature"),
+    [(5, 0.05, False), (7, 0.1, False), (5, 0.1, True), (6, 0.2, True)],
+)
+def test_third_order_and_curvature_clean_plans_are_sidon_sets(
+    n_tones: int, window_s: float, curvature: bool
+) -> None:
+    plan = plan_frequencies(
+        10_000, window_s, n_tones, band_hz=(200, 1000), mains_hz=(), curvature=curvature
+    )
+    assert plan.collisions() == []
+    diffs = [abs(a - b) for a, b in itertools.combinations(plan.bins, 2)]
+    assert len(set(diffs)) == len(diffs)
+    assert max(plan.bins) - min(plan.bins) >= sidon_min_span(n_tones)
+
+
+@pytest.mark.parametrize(("n_tones", "window_s"), [(12, 0.1), (20, 0.1), (40, 0.1), (40, 0.4)])
+def test_impossible_third_order_plans_say_so_without_searching(
+    n_tones: int, window_s: float
+) -> None:
+    with pytest.raises(PlanError) as info:
+        plan_frequencies(
+            10_000, window_s, n_tones, band_hz=(200, 1000), mains_hz=(), node_limit=1
+        )  # node_limit=1: a search would run out at once; the bound answers before it
+    text = str(info.value)
+    assert "distinct pairwise differences" in text and "search limit" not in text
+    assert f"span at least {sidon_min_span(n_tones)} bins" in text
+    assert "accept max_order=2 (a second-order-clean plan exists)" in text
+    assert text.count("accept max_order=2") == 1
+    relaxed = plan_frequencies(
+        10_000, window_s, n_tones, band_hz=(200, 1000), mains_hz=(), max_order=2
+    )
+    assert relaxed.collisions() == []
+
+
+def test_search_budget_exhausted_names_the_budget_and_a_relaxation() -> None:
+    # 20 tones in 320 bins: the bound (283) allows it, the search cannot settle it cheaply
+    with pytest.raises(PlanError) as info:
+        plan_frequencies(10_000, 0.4, 20, band_hz=(200, 1000), mains_hz=(), node_limit=300)
+    text = str(info.value)
+    assert "search limit of 300 nodes" in text and "raise node_limit" in text
+    assert "accept max_order=2 (a second-order-clean plan exists)" in text
+
+
+def test_curvature_bound_suggests_dropping_curvature_when_that_works() -> None:
+    with pytest.raises(PlanError) as info:
+        plan_frequencies(10_000, 0.1, 10, band_hz=(200, 600), mains_hz=(), curvature=True)
+    text = str(info.value)
+    assert "curvature-clean sets of 10 tones" in text
+    assert text.count("drop curvature") == 1

@@ -291,6 +291,12 @@ def _call(name: str, *args: Any) -> Any:
 
 SR830_CASES: list[tuple[str, Any, list[Step], Any]] = [
     ("reference get", _get("reference_source"), [("FMOD?", "1")], "internal"),
+    (
+        "external reference at a harmonic",
+        _call("use_external_reference", 200.0, 3),
+        [("FMOD 0", None), ("HARM 3", None)],
+        None,
+    ),
     ("reference set", _set("reference_source", "external"), [("FMOD 0", None)], None),
     ("frequency get", _get("frequency_hz"), [("FREQ?", "1000.000")], 1000.0),
     (
@@ -412,6 +418,12 @@ SR830_CASES: list[tuple[str, Any, list[Step], Any]] = [
 ]
 
 SR860_CASES: list[tuple[str, Any, list[Step], Any]] = [
+    (
+        "external reference at a harmonic",
+        _call("use_external_reference", 200.0, 5),
+        [("RSRC 1", None), ("HARM 5", None)],
+        None,
+    ),
     ("reference get", _get("reference_source"), [("RSRC?", "0")], "internal"),
     ("reference set chop", _set("reference_source", "chop"), [("RSRC 3", None)], None),
     (
@@ -534,6 +546,8 @@ REFUSALS: list[tuple[type[SRSLockin], str, Any, str]] = [
     (SR830, "harmonic 20000", _set("harmonic", 20000), r"outside 1…19999"),
     (SR830, "harmonic float", _set("harmonic", 2.0), "integer"),
     (SR830, "harmonic × f", _call("set_reference", 60e3, 2), "detection limit"),
+    (SR830, "external × harmonic", _call("use_external_reference", 60e3, 2), "detection limit"),
+    (SR860, "external harmonic 100", _call("use_external_reference", 100.0, 100), r"1…99"),
     (SR830, "phase 730", _set("phase_deg", 730.0), "outside"),
     (SR830, "input mode", _set("input_mode", "A"), "is not one of"),
     (SR830, "reference source", _set("reference_source", "dual"), "is not one of"),
@@ -1003,6 +1017,26 @@ def test_configure_maps_the_settings_onto_table_entries_and_returns_what_is_used
     used = instrument.configure(DemodulatorSettings(200.0, 2, 0.008, 24, 1e-8))
     assert used.sensitivity_a == pytest.approx(0.5 / GAIN)
     assert used == DemodulatorSettings(200.0, 2, 0.01, 24, used.sensitivity_a)
+    resource.assert_done()
+
+
+def test_configure_with_an_external_reference_sets_the_harmonic_and_reads_no_frequency() -> None:
+    steps: list[Step] = [
+        *SR830_OPEN,
+        ("FMOD 0", None),
+        ("HARM 4", None),
+        ("OFSL 3", None),
+        ("OFLT 6", None),
+        ("SENS 25", None),
+        ("*ESR?", "0"),
+        ("OFLT?", "6"),
+        ("SENS?", "25"),
+    ]
+    instrument, resource = adapter(SR830Lockin, steps)
+    instrument.open()
+    asked = DemodulatorSettings(150.0, 4, 0.008, 24, 1e-8, reference="external")
+    used = instrument.configure(asked)
+    assert used == DemodulatorSettings(150.0, 4, 0.01, 24, used.sensitivity_a, "external")
     resource.assert_done()
 
 

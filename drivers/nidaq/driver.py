@@ -23,6 +23,13 @@ the AO task starts (armed), then the AI task, whose samples are read through a p
 :data:`POLL_S`. AO and AI are stopped after every record; a cancel stops them at once and
 reports the AO task's count of generated samples.
 
+Reference output (:class:`labctl.device.protocols.ReferenceOutput`): with
+:meth:`NidaqDevice.set_reference_output` a third task, a counter output (CO) pulse train at the
+reference frequency (50 % duty, idle low), is armed on the AI start trigger with every record,
+so its first rising edge is the record's first sample and its phase is tied to the AO waveform
+(a lock-in on external reference wired to the counter's output detects the AO-made tones
+phase-locked). It is stopped after every record and cleared with :meth:`NidaqDevice.close`.
+
 Safety: the AO channel limits are each electrode's range widened by ``ao_margin_v``, so DAQmx
 refuses (error -200561) any sample the safety layer should have refused: a second layer, never
 the only one. ``open()`` writes nothing. AO has no readback, so :meth:`present_voltages` is
@@ -77,6 +84,9 @@ READ_CHUNK_S = 0.02
 blocking reads on a server that cannot report the available samples."""
 SATURATION_TOLERANCE = 1e-3
 """An AI sample within this fraction of the amplifier swing or the AI range counts as saturated."""
+REFERENCE_DELAY_S = 0.0
+"""Initial delay (s) of the reference pulse train after the start trigger (DAQmx raises 0 to
+its two-tick minimum, 25 ns on an 80 MHz timebase: 0.009° at 1 kHz)."""
 RATE_TOLERANCE = 1e-9
 """Relative difference (-) below which two read-back rates are the same rate."""
 
@@ -96,6 +106,8 @@ class _Tasks:
         self.writer = writer
         self.reader = reader
         self.channel = channel
+        self.co: Any = None
+        """The reference output's CO task (None: no reference)."""
 
 
 class NidaqDevice:
@@ -132,6 +144,8 @@ class NidaqDevice:
         self._ai_buf = np.empty((len(settings.ai_channel_list), 0))
         self._ai_scratch = np.empty(0)
         self._ao_buf = np.empty((len(self._electrodes), 0))
+        self._reference: tuple[str, float] | None = None
+        self._co_trigger_set = ""
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -243,6 +257,8 @@ class NidaqDevice:
             self._trigger_terminal_set = ""
             self._armed = None
             self._recorded = None
+            self._reference = None
+            self._co_trigger_set = ""
             log.info("nidaq: tasks created (%s)", self._where)
 
     def close(self) -> None:
@@ -259,7 +275,11 @@ class NidaqDevice:
             if tasks is None:
                 return
             failures: list[NidaqError] = []
-            for label, task in (("AO", tasks.ao), ("AI", tasks.ai)):
+            self._reference = None
+            labelled = [("AO", tasks.ao), ("AI", tasks.ai)]
+            if tasks.co is not None:
+                labelled.append(("reference CO", tasks.co))
+            for label, task in labelled:
                 try:
                     task.close()
                 except Exception as exc:
@@ -331,6 +351,8 @@ class NidaqDevice:
             except BaseException:
                 self._armed = None  # an interrupted record is never fetched
                 raise
+            finally:
+                self._stop_reference(tasks)
             self._recorded = n
 
     def _play_locked(
@@ -344,6 +366,7 @@ class NidaqDevice:
             self._ensure_buffers(n_hw)
             data = wave if n_hw == n else self._padded(wave, n_hw)
             tasks.writer.write_many_sample(data, timeout=self._settings.timeout_s)
+            self._arm_reference(tasks)
             tasks.ao.start()
         except Exception as exc:
             self._stop_quietly(tasks)
@@ -372,6 +395,88 @@ class NidaqDevice:
         except Exception as exc:
             self._configured = None
             raise self._interrupted(exc, "stopping the tasks after the record", n_hw, n) from exc
+
+    # -- reference output ----------------------------------------------------------------------
+    def set_reference_output(self, counter: str, frequency_hz: float | None) -> float | None:
+        """Generate a pulse train at ``frequency_hz`` (Hz) on ``counter`` (e.g.
+        ``cDAQ1/_ctr0``) with every following record, armed on its AI start trigger; None
+        stops it. Returns the frequency asked for (DAQmx rounds it to its timebase: 80 MHz
+        ticks, < 1e-5 relative below 1 kHz), None when stopped.
+
+        Raises:
+            ValueError: ``frequency_hz`` is not positive.
+            NidaqError: Not open, or DAQmx refused the counter or the frequency.
+        """
+        with self._lock:
+            tasks = self._require_open()
+            if frequency_hz is None:
+                self._clear_reference(tasks)
+                return None
+            frequency = float(frequency_hz)
+            if not (math.isfinite(frequency) and frequency > 0):
+                raise ValueError(f"reference frequency must be positive (Hz), not {frequency_hz}")
+            if tasks.co is not None and self._reference == (counter, frequency):
+                return frequency
+            self._clear_reference(tasks)
+            nidaqmx = import_nidaqmx()
+            from nidaqmx.constants import AcquisitionType, Level
+
+            co: Any = None
+            try:
+                co = self._new_task(nidaqmx, tasks.channel, "ref")
+                co.co_channels.add_co_pulse_chan_freq(
+                    counter,
+                    freq=frequency,
+                    duty_cycle=0.5,
+                    idle_state=Level.LOW,
+                    initial_delay=REFERENCE_DELAY_S,
+                )
+                co.timing.cfg_implicit_timing(sample_mode=AcquisitionType.CONTINUOUS)
+            except Exception as exc:
+                if co is not None:
+                    with contextlib.suppress(Exception):
+                        co.close()
+                raise self._translate(
+                    exc, f"creating the reference output on {counter} ({frequency:g} Hz)"
+                ) from exc
+            tasks.co = co
+            self._reference = (counter, frequency)
+            self._co_trigger_set = ""
+            log.info("nidaq: reference output %s at %g Hz", counter, frequency)
+            return frequency
+
+    def reference_delay_s(self) -> float:
+        """Time (s) from a record's first sample to the reference's first rising edge."""
+        return REFERENCE_DELAY_S
+
+    def _arm_reference(self, tasks: _Tasks) -> None:
+        """Start the reference CO task armed on the AI start trigger (before the AO starts)."""
+        co = tasks.co
+        if co is None:
+            return
+        terminal = self._resolve_terminal(tasks, "StartTrigger")
+        if terminal != self._co_trigger_set:
+            co.triggers.start_trigger.cfg_dig_edge_start_trig(terminal)
+            self._co_trigger_set = terminal
+        co.start()
+
+    def _stop_reference(self, tasks: _Tasks) -> None:
+        if tasks.co is None:
+            return
+        try:
+            tasks.co.stop()
+        except Exception as exc:  # it may not have been started; the next record retries
+            log.debug("nidaq: stopping the reference output: %s", exc)
+
+    def _clear_reference(self, tasks: _Tasks) -> None:
+        co, tasks.co = tasks.co, None
+        self._reference = None
+        self._co_trigger_set = ""
+        if co is not None:
+            try:
+                co.close()
+            except Exception as exc:
+                raise self._translate(exc, "clearing the reference output") from exc
 
     # -- sampled readout -----------------------------------------------------------------------
     def arm(self, n_samples: int, sample_rate_hz: float) -> None:

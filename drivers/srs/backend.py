@@ -232,9 +232,11 @@ class SRSLockinInstrument:
         return 1.0 / self._gain if self._settings.input == "voltage_tia" else 1.0
 
     def configure(self, settings: DemodulatorSettings) -> DemodulatorSettings:
-        """Internal reference at ``reference_hz`` × ``harmonic``, the slope, and the smallest
-        time constant and full scale at or above those asked for; returns what the instrument
-        uses (frequency, τ and sensitivity read back).
+        """Internal reference at ``reference_hz`` × ``harmonic`` (or, with ``reference:
+        external``, locked to REF IN, which will carry ``reference_hz``), the slope, and the
+        smallest time constant and full scale at or above those asked for; returns what the
+        instrument uses (frequency, τ and sensitivity read back; with an external reference the
+        frequency is the one expected on REF IN, which need not be there yet).
 
         Raises:
             LockinValueError: A value the instrument cannot take (nothing sent).
@@ -242,6 +244,13 @@ class SRSLockinInstrument:
         """
         driver = self.driver
         tone = self._tone
+        external = settings.reference == "external"
+        if tone is not None and external:
+            raise LockinValueError(
+                f"{self.BACKEND}: its sine output runs a tone on {tone.electrode}; an external "
+                "reference would move it unchecked. Switch the tone off first "
+                "(SafeDevice.tones_off)"
+            )
         if tone is not None and not math.isclose(
             settings.reference_hz, tone.frequency_hz, rel_tol=1e-9
         ):
@@ -270,13 +279,16 @@ class SRSLockinInstrument:
             ) from None
         tau_index = driver.TIME_CONSTANTS.index_at_least(settings.time_constant_s)
         with driver.lock:
-            driver.reference_source = "internal"
-            driver.set_reference(settings.reference_hz, settings.harmonic)
+            if external:
+                driver.use_external_reference(settings.reference_hz, settings.harmonic)
+            else:
+                driver.reference_source = "internal"
+                driver.set_reference(settings.reference_hz, settings.harmonic)
             driver.filter_slope_db_per_oct = settings.slope_db_per_oct
             driver.time_constant_index = tau_index
             driver.sensitivity_index = sensitivity_index
             driver.check_errors()
-            frequency = driver.frequency_hz
+            frequency = settings.reference_hz if external else driver.frequency_hz
             self._reference_hz = frequency
             tau = driver.time_constant_s
             full_scale = driver.sensitivity
@@ -286,6 +298,7 @@ class SRSLockinInstrument:
             time_constant_s=tau,
             slope_db_per_oct=settings.slope_db_per_oct,
             sensitivity_a=full_scale * abs(per_unit),
+            reference=settings.reference,
         )
         if used != settings:
             log.info("%s configured %s (asked %s)", self.BACKEND, used, settings)

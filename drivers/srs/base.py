@@ -428,6 +428,19 @@ class SRSLockin(ABC):
             if harmonic != 1:
                 self._io.write(f"HARM {harmonic}")
 
+    def use_external_reference(self, expected_hz: float, harmonic: int = 1) -> None:
+        """Lock to REF IN and detect at ``harmonic`` × its frequency.
+
+        ``expected_hz`` (Hz) is the frequency that will be on REF IN: the harmonic and the
+        product are checked against this model's limits with it (nothing is sent if they do
+        not fit). ``FREQ?`` reads the measured reference only once it is there, so the harmonic
+        is written without reading it back.
+        """
+        self.check_reference(expected_hz, harmonic)
+        with self._io.lock:
+            self.reference_source = "external"
+            self._io.write(f"HARM {harmonic}")
+
     @property
     def phase_deg(self) -> float:
         """Reference phase shift (degrees)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -9,6 +10,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from labctl.config.setup import RolesConfig, _Strict
+
+REFERENCE_OUTPUT_BACKENDS = ("nidaq",)
+"""Voltage-source backends with a lock-in reference output (a counter pulse train)."""
 
 
 class CalibrationConfig(_Strict):
@@ -72,6 +76,63 @@ class HardwareLockinConfig(_Strict):
     max_trace_rate_hz: float = Field(
         512.0, gt=0, description="Highest X/Y storage rate to use (Hz)."
     )
+    tones: Literal["lockin_sine", "daq"] = Field(
+        "lockin_sine",
+        description="Who makes the tones: 'lockin_sine' (each electrode's lock-in, its sine "
+        "output wired there: setup.roles.sine_sources) or 'daq' (the DAQ's AO, in the same "
+        "waveform as the DC; one lock-in, `lockin`, reads every tone in turn, referenced to "
+        "the DAQ counter output `reference_counter` wired to its REF IN; mode: sequential).",
+    )
+    lockin: str | None = Field(
+        None, description="tones: daq: the one lock-in (a setup.roles.demodulated_readouts name)."
+    )
+    reference_counter: str | None = Field(
+        None,
+        description="tones: daq: the DAQ counter output wired to the lock-in's REF IN, e.g. "
+        "'cDAQ1/_ctr0' (cDAQ chassis) or 'Dev1/ctr0'; armed on the record's start trigger.",
+    )
+    harmonics: bool | None = Field(
+        None,
+        description="tones: daq: tones at harmonics n_k·f0 of one reference f0 (the lock-in "
+        "switches harmonic between electrodes, the reference never moves; default) or false: "
+        "one reference per tone (the counter and the lock-in's lock move every electrode).",
+    )
+    max_harmonic: int = Field(
+        40, ge=2, le=99, description="tones: daq: highest harmonic the plan may use."
+    )
+
+    @model_validator(mode="after")
+    def _tone_source(self) -> HardwareLockinConfig:
+        if self.tones == "daq":
+            for name in ("lockin", "reference_counter"):
+                if getattr(self, name) is None:
+                    raise ValueError(
+                        f"homodyne.hardware_lockin.{name} is needed with tones: daq (one "
+                        "lock-in, referenced to a DAQ counter output wired to its REF IN)"
+                    )
+            assert self.reference_counter is not None
+            if not COUNTER_PATTERN.match(self.reference_counter):
+                raise ValueError(
+                    f"homodyne.hardware_lockin.reference_counter {self.reference_counter!r}: "
+                    "write a DAQmx counter, '<device>/ctrN' or '<chassis>/_ctrN'"
+                )
+            return self
+        for name in ("lockin", "reference_counter", "harmonics"):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"homodyne.hardware_lockin.{name} applies to tones: daq only (tones: "
+                    "lockin_sine: each lock-in's sine output is its own reference)"
+                )
+        return self
+
+    @property
+    def use_harmonics(self) -> bool:
+        """Whether the tones are harmonics of one reference (tones: daq)."""
+        return self.tones == "daq" and self.harmonics is not False
+
+
+COUNTER_PATTERN = re.compile(r"^/?[A-Za-z0-9_\-]+/_?ctr\d+$")
+"""A DAQmx counter's physical name (``cDAQ1/_ctr0``, ``Dev1/ctr1``)."""
 
 
 class HomodyneConfig(_Strict):
@@ -160,6 +221,22 @@ class HomodyneConfig(_Strict):
                     "homodyne.curvature needs the sampled record (sum and difference "
                     "frequencies); lock-ins read only their own tone: set curvature: false"
                 )
+            hardware = self.hardware_lockin
+            if hardware.tones == "daq" and self.mode != "sequential":
+                raise ValueError(
+                    f"homodyne.mode {self.mode!r} with hardware_lockin.tones: daq: one lock-in "
+                    "reads one tone at a time; use mode: sequential"
+                )
+            if hardware.use_harmonics and self.frequencies_hz is not None:
+                raise ValueError(
+                    "homodyne.frequencies_hz with hardware_lockin.tones: daq and harmonics: the "
+                    "harmonic plan picks the tones; set hardware_lockin.harmonics: false to give "
+                    "them yourself"
+                )
+        elif self.hardware_lockin.tones == "daq":
+            raise ValueError(
+                "homodyne.hardware_lockin.tones: daq needs demodulation: hardware_lockin"
+            )
         if isinstance(self.amplitude_v, float) and self.amplitude_v <= 0:
             raise ValueError("amplitude_v must be positive")
         if isinstance(self.amplitude_v, dict):
@@ -175,8 +252,16 @@ class HomodyneConfig(_Strict):
         return float(self.amplitude_v)
 
 
-def hardware_lockin_problems(perturbed: list[str], roles: RolesConfig | None) -> list[str]:
+def hardware_lockin_problems(
+    perturbed: list[str],
+    roles: RolesConfig | None,
+    hardware: HardwareLockinConfig | None = None,
+    source_backend: str | None = None,
+) -> list[str]:
     """What keeps ``demodulation: hardware_lockin`` from running on a setup; empty when fine.
+
+    With ``hardware.tones: daq`` the one lock-in must be a demodulated readout and the voltage
+    source a backend with a reference output (``nidaq``); no sine sources are needed.
 
     Every perturbed electrode needs a lock-in that drives its tone (``setup.roles.sine_sources``)
     and reads it (the same instrument in ``setup.roles.demodulated_readouts``), and no lock-in
@@ -185,6 +270,20 @@ def hardware_lockin_problems(perturbed: list[str], roles: RolesConfig | None) ->
     if roles is None:
         return ["setup.roles: lock-in mode needs a setup of instruments with roles"]
     sine_sources, demodulated_readouts = roles.sine_sources, roles.demodulated_readouts
+    if hardware is not None and hardware.tones == "daq":
+        problems = []
+        if hardware.lockin not in demodulated_readouts:
+            problems.append(
+                f"homodyne.hardware_lockin.lockin {hardware.lockin!r} is not in "
+                f"setup.roles.demodulated_readouts ({', '.join(demodulated_readouts) or 'none'})"
+            )
+        if source_backend is not None and source_backend not in REFERENCE_OUTPUT_BACKENDS:
+            problems.append(
+                f"homodyne.hardware_lockin.tones: daq: the voltage source {roles.source!r} "
+                f"(backend {source_backend!r}) has no counter output to reference the lock-in; "
+                f"use a {' or '.join(REFERENCE_OUTPUT_BACKENDS)} source"
+            )
+        return problems
     problems = []
     owners: dict[str, str] = {}
     for electrode in perturbed:

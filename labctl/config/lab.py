@@ -162,7 +162,15 @@ class LabConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("homodyne.electrodes lists an electrode twice")
         if homodyne.demodulation == "hardware_lockin":
-            problems = hardware_lockin_problems(list(names), self.setup.roles)
+            roles = self.setup.roles
+            instruments = self.setup.instruments or {}
+            source = instruments.get(roles.source) if roles is not None else None
+            problems = hardware_lockin_problems(
+                list(names),
+                roles,
+                homodyne.hardware_lockin,
+                source.backend if source is not None else None,
+            )
             if problems:
                 raise ValueError("homodyne.demodulation 'hardware_lockin': " + "; ".join(problems))
         if homodyne.frequencies_hz is not None and len(homodyne.frequencies_hz) != len(names):
@@ -203,6 +211,18 @@ class LabConfig(_Strict):
             raise ValueError(
                 f"task {task.kind!r} needs {needed} input electrodes, {len(inputs)} configured"
             )
+        for name, (low_v, high_v) in (task.input_windows_v or {}).items():
+            where = f"task.input_windows_v.{name}"
+            if name not in inputs:
+                raise ValueError(f"{where}: not a task input; task inputs: {', '.join(inputs)}")
+            electrode = known[name]
+            if not (math.isfinite(low_v) and math.isfinite(high_v) and low_v < high_v):
+                raise ValueError(f"{where}: window [{low_v}, {high_v}] V needs low < high")
+            if low_v < electrode.min_v or high_v > electrode.max_v:
+                raise ValueError(
+                    f"{where}: window [{low_v}, {high_v}] V lies outside the electrode's range "
+                    f"[{electrode.min_v}, {electrode.max_v}] V"
+                )
         overlap = set(inputs) & set(self.perturbed_electrodes())
         if overlap:
             raise ValueError(f"task inputs {sorted(overlap)} are also perturbed controls")

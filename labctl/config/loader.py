@@ -435,8 +435,11 @@ def check_frequency_plan(loaded: LoadedConfig) -> None:
 
     config = loaded.config
     n_tones = len(config.perturbed_electrodes())
-    if n_tones == 0 or config.homodyne.demodulation == "hardware_lockin":
-        return  # hardware lock-ins: their own plan, checked by that mode
+    homodyne = config.homodyne
+    if n_tones == 0 or (
+        homodyne.demodulation == "hardware_lockin" and homodyne.hardware_lockin.tones != "daq"
+    ):
+        return  # lock-ins' own sines: their own plan, checked by that mode
     try:
         plan_from_settings(config.homodyne, config.setup.sample_rate_hz, n_tones)
     except PlanError as exc:

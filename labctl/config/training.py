@@ -29,6 +29,11 @@ class TaskConfig(_Strict):
         None, description="Task-unit interval mapped onto each input electrode's range."
     )
     margin_v: float = Field(0.0, ge=0, description="Keep inputs this far inside their ranges.")
+    input_windows_v: dict[str, tuple[float, float]] | None = Field(
+        None,
+        description="Per input electrode (by name) the voltage window (V, low < high) that "
+        "input_range maps onto instead of the electrode's whole range; inside that range.",
+    )
     csv_path: Path | None = Field(None, description="CSV of cases (kind: csv), relative path ok.")
     input_columns: list[str] | None = Field(None, description="CSV input columns.")
     target_column: str = Field("target", description="CSV target column (0/1).")

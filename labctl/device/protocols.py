@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from labctl.device.tones import ToneSpec
 from labctl.device.types import Acquisition, CurrentOutput, Electrode, FloatArray
@@ -86,6 +86,8 @@ class DemodulatorSettings:
         time_constant_s: Output filter time constant (s).
         slope_db_per_oct: Output filter roll-off (6, 12, 18 or 24 dB/octave).
         sensitivity_a: Full-scale input current (A, rms).
+        reference: ``"internal"`` (the instrument's oscillator at ``reference_hz``) or
+            ``"external"`` (locked to REF IN, which carries ``reference_hz``).
     """
 
     reference_hz: float
@@ -93,6 +95,7 @@ class DemodulatorSettings:
     time_constant_s: float
     slope_db_per_oct: int
     sensitivity_a: float
+    reference: Literal["internal", "external"] = "internal"
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,23 @@ class SineSource(Instrument, Protocol):
         every check. ``reference_hz`` asks for the residual if the reference were moved there
         (default: where it is). Must not talk to the instrument (it is called on every check).
         """
+
+
+@runtime_checkable
+class ReferenceOutput(Protocol):
+    """A voltage source that also makes a lock-in's external reference: a pulse train (a DAQ
+    counter output) started by each record's start trigger, so its phase is tied to the record.
+
+    Switching it moves no electrode (it drives a lock-in's REF IN, not the device).
+    """
+
+    def set_reference_output(self, counter: str, frequency_hz: float | None) -> float | None:
+        """From the next record on, generate a pulse train at ``frequency_hz`` (Hz) on
+        ``counter`` with every record (None: stop). Returns the frequency (Hz) it really runs
+        at (its timebase rounds it), None when stopped."""
+
+    def reference_delay_s(self) -> float:
+        """Time (s) from a record's first sample to the reference's first rising edge."""
 
 
 @runtime_checkable

@@ -51,6 +51,7 @@ from labctl.device.protocols import (
     DemodulatedReadout,
     DemodulatedTrace,
     DemodulatorSettings,
+    ReferenceOutput,
     SineSource,
     TriggeredDemodulatedReadout,
 )
@@ -295,6 +296,15 @@ class SafeDevice:
     def sine_sources(self) -> Mapping[str, SineSource]:
         """Per electrode name, the instrument that can add its own sine there."""
         return dict(self._setup.sine_sources)
+
+    @property
+    def reference_output(self) -> ReferenceOutput | None:
+        """The voltage source's lock-in reference output (a DAQ counter), if it has one.
+
+        It drives a lock-in's REF IN, never an electrode, so it passes straight through.
+        """
+        source = self._source
+        return source if isinstance(source, ReferenceOutput) else None
 
     @property
     def can_switch_reference(self) -> bool:

@@ -15,9 +15,10 @@ amplifiers instead of the sampled record (:mod:`labctl.homodyne.hardware`): the 
 outputs make the tones, their stored X/Y give the responses.
 
 - ``fd``: central finite differences at DC, ``(I(V + h) - I(V - h)) / 2h``; one record with
-  2N + 1 plateaus per point. Its standard errors come from the scatter inside each plateau and
-  assume white noise: under 1/f noise and drift (which move the whole plateau) they read low,
-  by 3-8x in ``bench/bench_gradient_cost.py``. That is the physics HGE escapes.
+  2N + 1 plateaus per point. Its standard errors come from the record's own noise spectrum
+  (white + 1/f + drift, fitted inside the plateaus and propagated to the plateau separation,
+  :mod:`labctl.homodyne.fd_errors`), so 1/f noise and drift between plateaus, which the scatter
+  inside a plateau does not see, are counted. That noise is the physics HGE escapes.
 
 Phase handling: with a chain calibration the complex response is projected onto the
 calibrated phase (unbiased at any SNR, quadrature reported); without one the engine falls
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -38,6 +40,7 @@ from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibration import ChainResponse, project_with_errors, sign_by_phase
 from labctl.homodyne.demod import ToneFit, boxcar_demodulate, fit_tones, local_noise_stderr
 from labctl.homodyne.drive import Drive, ToneSet, device_drive
+from labctl.homodyne.fd_errors import fit_noise_model
 from labctl.homodyne.hardware import LockinBank, LockinReading
 from labctl.homodyne.lockin import StreamingLockIn
 from labctl.homodyne.plan import (
@@ -134,8 +137,14 @@ def plan_from_settings(
 
     Explicit ``frequencies_hz`` are validated; otherwise ``n_tones`` tones are planned in
     ``band_hz``. Raises :class:`~labctl.homodyne.plan.PlanError` saying what to relax.
+    Hardware lock-ins on DAQ tones with harmonics: the harmonic plan
+    (:mod:`labctl.homodyne.harmonic_plan`).
     """
     s = settings
+    if s.demodulation == "hardware_lockin" and s.hardware_lockin.use_harmonics:
+        from labctl.homodyne.harmonic_plan import plan_from_settings as harmonic_plan
+
+        return harmonic_plan(s, sample_rate_hz, n_tones).plan
     if s.frequencies_hz is not None:
         return validate_frequencies(
             list(s.frequencies_hz),
@@ -191,7 +200,7 @@ class GradientEngine:
         self._plan = self._make_plan()
         self._fallback_announced = False
         self._lockins = (
-            LockinBank(device, setup, settings, perturbed)
+            LockinBank(device, setup, settings, perturbed, plan=self._plan)
             if settings.demodulation == "hardware_lockin"
             else None
         )
@@ -455,21 +464,14 @@ class GradientEngine:
         _finite_record(acquisition)
         record = acquisition.current_a[0]
         means = np.array([drive.window_samples(record, c).mean() for c in range(len(plateaus))])
-        sems = np.array(
-            [
-                drive.window_samples(record, c).std(ddof=1) / math.sqrt(drive.windows[c].length)
-                for c in range(len(plateaus))
-            ]
-        )
+        difference_se = _fd_difference_stderr(record, drive, self._rate)
         per_point = 2 * n + 1
         results = []
         for case, point in enumerate(points):
             base = case * per_point
             plus = means[base + 1 : base + per_point : 2]
             minus = means[base + 2 : base + per_point : 2]
-            se = np.hypot(
-                sems[base + 1 : base + per_point : 2], sems[base + 2 : base + per_point : 2]
-            )
+            se = np.array([difference_se(base + 1 + 2 * k, base + 2 + 2 * k) for k in range(n)])
             gradient = (plus - minus) / (2 * step)
             stderr = se / (2 * step)
             results.append(
@@ -621,6 +623,33 @@ class GradientEngine:
         upper_se = np.triu(hessian_se, 1)
         hessian_se = np.diag(np.diag(hessian_se)) + upper_se + upper_se.T
         return hessian, hessian_se
+
+
+def _fd_difference_stderr(
+    record: FloatArray, drive: Drive, rate_hz: float
+) -> Callable[[int, int], float]:
+    """Standard error (A) of ``mean(plateau a) − mean(plateau b)`` for FD plateaus of a record.
+
+    From the noise spectrum fitted to the same record (:mod:`labctl.homodyne.fd_errors`), so
+    that 1/f noise and drift between plateaus are counted; plateaus too short for a fit fall
+    back to the within-plateau standard errors of the means (white noise only).
+    """
+    windows = [(w.start, w.stop) for w in drive.windows]
+    try:
+        model = fit_noise_model(record, windows, rate_hz)
+    except ValueError:
+        sems = [
+            float(drive.window_samples(record, c).std(ddof=1)) / math.sqrt(drive.windows[c].length)
+            for c in range(len(windows))
+        ]
+        return lambda a, b: math.hypot(sems[a], sems[b])
+    length = min(stop - start for start, stop in windows)
+
+    def stderr(a: int, b: int) -> float:
+        separation = abs(windows[b][0] - windows[a][0])
+        return math.sqrt(max(model.difference_variance_a2(length, separation), 0.0))
+
+    return stderr
 
 
 def _finite_record(acquisition: Acquisition) -> FloatArray:

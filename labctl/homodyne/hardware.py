@@ -27,6 +27,23 @@ sign-by-phase rule turn it into a signed gradient in the same way.
 The DC output current of each point comes from the sampled readout when the setup has one
 (NaN otherwise: gradients only, no training).
 
+**Tones from the DAQ** (``hardware_lockin.tones: daq``, mode ``sequential``): the DAQ's AO
+makes each tone in the same waveform as the DC (checked by the safety layer like any record),
+and one lock-in (``hardware_lockin.lockin``) reads them one electrode at a time, on external
+reference: a DAQ counter output (``hardware_lockin.reference_counter``, wired to its REF IN)
+makes a pulse train at the reference ``f0``, armed on the record's start trigger, so its first
+rising edge is ``d`` = :meth:`~labctl.device.protocols.ReferenceOutput.reference_delay_s` after
+the record's first sample. The lock-in's sine output is not used (it stays at its minimum).
+With a harmonic plan (:mod:`labctl.homodyne.harmonic_plan`) tone ``k`` is ``n_k · f0`` and the
+lock-in reads harmonic ``n_k``: between electrodes only ``HARM`` changes, the reference (and so
+the counter task and the lock-in's phase lock) stays; without one (``harmonics: false``) each
+tone is its own reference and the counter is re-made per electrode.
+
+Phase: the tone ``A sin(2π f (t − t_r) + φ)`` starts at the drive's first sample, ``t_r`` after
+the record's (the safety layer's ramp), while the lock-in's reference at harmonic ``n`` is
+``sin(2π f (t − d))``; the reading is rotated by ``exp(i (2π f (t_r − d) − φ))`` into the
+sampled engine's frame (phase relative to the tone itself), where the chain calibration applies.
+
 Units: V, A, s, Hz.
 """
 
@@ -42,10 +59,12 @@ import numpy as np
 from labctl.config import HomodyneConfig, SetupConfig
 from labctl.config.homodyne import hardware_lockin_problems
 from labctl.device import FloatArray
-from labctl.device.protocols import DemodulatedTrace, DemodulatorSettings
+from labctl.device.protocols import DemodulatedTrace, DemodulatorSettings, ReferenceOutput
 from labctl.device.safety import CheckedDemodulator, SafeDevice
 from labctl.device.tones import ToneSpec
-from labctl.homodyne.drive import Drive, synthesise_drive
+from labctl.homodyne.drive import Drive, ToneSet, device_drive, synthesise_drive
+from labctl.homodyne.harmonic_plan import reference_of
+from labctl.homodyne.plan import FrequencyPlan
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +156,8 @@ class LockinBank:
         setup: The setup (``roles.sine_sources`` says which lock-in drives which electrode).
         settings: The homodyne settings (``hardware_lockin``, window, settle, fade).
         electrodes: Perturbed electrode names, in gradient order.
+        plan: The frequency plan (needed with ``tones: daq``: it gives the reference and each
+            tone's harmonic).
     """
 
     def __init__(
@@ -145,16 +166,34 @@ class LockinBank:
         setup: SetupConfig,
         settings: HomodyneConfig,
         electrodes: Sequence[str],
+        plan: FrequencyPlan | None = None,
     ) -> None:
         roles = setup.roles
-        problems = hardware_lockin_problems(list(electrodes), roles)
+        hw = settings.hardware_lockin
+        problems = hardware_lockin_problems(list(electrodes), roles, hw)
         if problems:
             raise ValueError("; ".join(problems))
         assert roles is not None
         self._device = device
         self._settings = settings
         self._electrodes = tuple(electrodes)
-        self._names = tuple(roles.sine_sources[e] for e in electrodes)
+        self._daq_tones = hw.tones == "daq"
+        self._reference: ReferenceOutput | None = None
+        self._references: tuple[tuple[float, int], ...] = ()
+        if self._daq_tones:
+            assert hw.lockin is not None
+            self._names = tuple(hw.lockin for _ in electrodes)
+            self._reference = device.reference_output
+            if self._reference is None:
+                raise ValueError(
+                    "homodyne.hardware_lockin.tones: daq: the voltage source has no reference "
+                    "output (a DAQ counter) to reference the lock-in"
+                )
+            if plan is None:
+                raise ValueError("tones: daq needs the frequency plan (reference, harmonics)")
+            self.use_plan(plan)
+        else:
+            self._names = tuple(roles.sine_sources[e] for e in electrodes)
         demodulators = device.demodulators
         self._lockins: tuple[CheckedDemodulator, ...] = tuple(demodulators[n] for n in self._names)
         for name, lockin in zip(self._names, self._lockins, strict=True):
@@ -166,6 +205,21 @@ class LockinBank:
         self._configured: tuple[float, ...] | None = None
         self._used: list[DemodulatorSettings] = []
         self._settle_s: list[float] = []
+
+    def use_plan(self, plan: FrequencyPlan) -> None:
+        """Reference (Hz) and harmonic of each tone from ``plan`` (tones: daq): one reference
+        for all with a harmonic plan, else each tone its own reference at harmonic 1."""
+        if self._settings.hardware_lockin.use_harmonics:
+            f0, harmonics = reference_of(plan)
+            self._references = tuple((f0, n) for n in harmonics)
+        else:
+            self._references = tuple((f, 1) for f in plan.frequencies_hz)
+        self._configured = None
+
+    @property
+    def references(self) -> tuple[tuple[float, int], ...]:
+        """Per tone ``(reference Hz, harmonic)`` with tones: daq (empty otherwise)."""
+        return self._references
 
     @property
     def instrument_names(self) -> tuple[str, ...]:
@@ -180,6 +234,15 @@ class LockinBank:
     def describe(self) -> str:
         """One line: which lock-ins, with the filter they use once configured."""
         text = f"hardware lock-ins {', '.join(self._names)}"
+        if self._daq_tones:
+            hw = self._settings.hardware_lockin
+            f0s = sorted({f for f, _ in self._references})
+            text = (
+                f"hardware lock-in {self._names[0]} on DAQ tones, external reference from "
+                f"{hw.reference_counter} at {', '.join(f'{f:g}' for f in f0s)} Hz"
+            )
+            if hw.use_harmonics:
+                text += f", harmonics {', '.join(str(n) for _, n in self._references)}"
         if self._used:
             used = self._used[0]
             text += (
@@ -238,6 +301,8 @@ class LockinBank:
             The readings, and the amplitude (V peak) each tone of ``which`` really had (a
             sine output's level steps can round it down).
         """
+        if self._daq_tones:
+            return self._read_daq_tone(points_v, which, frequencies_hz, amplitudes_v)
         self.configure(frequencies_hz)
         device = self._device
         settle = max([self._settings.settle_s, *(self._settle_s[k] for k in which)])
@@ -304,13 +369,7 @@ class LockinBank:
                     for trace, k in zip(traces, which, strict=True)
                 ]
             )
-        record = acquisition.current_a
-        if record.shape[0]:
-            dc = np.array(
-                [drive.window_samples(record[0], c).mean() for c in range(len(drive.windows))]
-            )
-        else:
-            dc = np.full(len(drive.windows), np.nan)
+        dc = _window_means_a(drive, acquisition.current_a)
         saturated = bool(acquisition.saturated.any()) or any(t.overload for t in traces)
         overloaded = [self._names[k] for k, t in zip(which, traces, strict=True) if t.overload]
         if overloaded:
@@ -318,7 +377,105 @@ class LockinBank:
                 "lock-in %s overloaded: raise homodyne.hardware_lockin.sensitivity_a",
                 ", ".join(overloaded),
             )
-        return LockinRecord(readings, dc, saturated, record), realised
+        return LockinRecord(readings, dc, saturated, acquisition.current_a), realised
+
+    def _configure_daq_tone(self, k: int) -> float:
+        """The lock-in on external reference at tone ``k``'s harmonic; its settling time (s)."""
+        hw = self._settings.hardware_lockin
+        reference_hz, harmonic = self._references[k]
+        wanted = (reference_hz, float(harmonic))
+        lockin = self._lockins[k]
+        if self._configured != wanted:
+            used = lockin.configure(
+                DemodulatorSettings(
+                    reference_hz=reference_hz,
+                    harmonic=harmonic,
+                    time_constant_s=hw.time_constant_s,
+                    slope_db_per_oct=hw.slope_db_per_oct,
+                    sensitivity_a=hw.sensitivity_a,
+                    reference="external",
+                )
+            )
+            settle = (
+                hw.settle_time_constants * used.time_constant_s
+                if hw.settle_time_constants is not None
+                else lockin.settling_time_s()
+            )
+            self._used, self._settle_s = [used], [settle]
+            self._configured = wanted
+            log.info(
+                "lock-in %s: external reference %g Hz, harmonic %d, τ = %g s",
+                self._names[k],
+                reference_hz,
+                harmonic,
+                used.time_constant_s,
+            )
+        return self._settle_s[0]
+
+    def _read_daq_tone(
+        self,
+        points_v: FloatArray,
+        which: Sequence[int],
+        frequencies_hz: Sequence[float],
+        amplitudes_v: Sequence[float],
+    ) -> tuple[LockinRecord, FloatArray]:
+        """One record with tone ``which[0]`` made by the DAQ, read by the one lock-in."""
+        if len(which) != 1:
+            raise ValueError(
+                "tones: daq reads one tone per record with one lock-in: use mode: sequential"
+            )
+        (k,) = which
+        assert self._reference is not None
+        hw = self._settings.hardware_lockin
+        assert hw.reference_counter is not None
+        device = self._device
+        lockin_settle_s = self._configure_daq_tone(k)
+        settle = max(self._settings.settle_s, lockin_settle_s)
+        reference_hz, _ = self._references[k]
+        self._reference.set_reference_output(hw.reference_counter, reference_hz)
+        row = device.electrode_names.index(self._electrodes[k])
+        tones = ToneSet(
+            electrode_indices=(row,),
+            frequencies_hz=(float(frequencies_hz[k]),),
+            amplitudes_v=(float(amplitudes_v[k]),),
+        )
+        drive = device_drive(
+            device, points_v, tones, self._settings.window_s, settle, self._settings.fade_periods
+        )
+        lockin = self._lockins[k]
+        max_rate = hw.max_trace_rate_hz
+
+        def arm() -> None:
+            lockin.arm_trace(self._record_duration_s(drive, device.present_voltages()), max_rate)
+
+        acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz, before_each_attempt=arm)
+        trace = lockin.fetch_trace()
+        n_ramp = int(acquisition.metadata.get("ramp_samples", 0))
+        rate = drive.sample_rate_hz
+        # into the tone's own frame: exp(i (2π f (t_r − d) − φ))
+        frequency = float(frequencies_hz[k])
+        delay_s = self._reference.reference_delay_s()
+        rotation = np.exp(
+            1j * (2.0 * math.pi * frequency * (n_ramp / rate - delay_s) - tones.phases_rad[0])
+        )
+        readings: list[list[LockinReading]] = []
+        for case, window in enumerate(drive.windows):
+            start_s = (n_ramp + window.start) / rate
+            stop_s = (n_ramp + window.stop) / rate
+            reading = window_reading(
+                trace, start_s, stop_s, where=f"lock-in {self._names[k]!r}, point {case}"
+            )
+            readings.append([_rotated(reading, complex(rotation))])
+        dc = _window_means_a(drive, acquisition.current_a)
+        if trace.overload:
+            log.warning(
+                "lock-in %s overloaded: raise homodyne.hardware_lockin.sensitivity_a",
+                self._names[k],
+            )
+        saturated = bool(acquisition.saturated.any()) or trace.overload
+        return LockinRecord(readings, dc, saturated, acquisition.current_a), np.array(
+            [amplitudes_v[k]]
+        )
 
     def _record_duration_s(self, drive: Drive, held_v: FloatArray) -> float:
         """The record's length (s) with the ramp the safety layer plays before it."""
@@ -326,6 +483,16 @@ class LockinBank:
         ramp_s = distance / self._device.ramp_rate_v_per_s
         samples = drive.waveform_v.shape[1]
         return (samples + 2) / drive.sample_rate_hz + ramp_s
+
+
+def _window_means_a(drive: Drive, current_a: FloatArray) -> FloatArray:
+    """Mean sampled current (A) in each of ``drive``'s windows; NaN without a sampled readout
+    (a setup whose record has no current channel)."""
+    if not current_a.shape[0]:
+        return np.full(len(drive.windows), np.nan)
+    return np.array(
+        [drive.window_samples(current_a[0], c).mean() for c in range(len(drive.windows))]
+    )
 
 
 def _realised(programmed_v: float | None, asked_v: float) -> float:
@@ -339,3 +506,18 @@ def _realised(programmed_v: float | None, asked_v: float) -> float:
             asked_v,
         )
     return programmed_v
+
+
+def _rotated(reading: LockinReading, rotation: complex) -> LockinReading:
+    """``reading`` in a frame turned by ``rotation`` (|rotation| = 1); the errors of its
+    components are turned with it (their larger one bounds both)."""
+    if rotation == 1:
+        return reading
+    se_x, se_y = reading.stderr_components_a
+    c, s = abs(rotation.real), abs(rotation.imag)
+    return LockinReading(
+        complex_amplitude_a=reading.complex_amplitude_a * rotation,
+        stderr_components_a=(math.hypot(c * se_x, s * se_y), math.hypot(s * se_x, c * se_y)),
+        n_points=reading.n_points,
+        overload=reading.overload,
+    )

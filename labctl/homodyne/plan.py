@@ -38,9 +38,30 @@ logger = logging.getLogger(__name__)
 
 _GRID_TOL = 1e-6  # tolerance (in bins / samples) when checking that a float is an integer
 
-# Shortest possible Golomb ruler of n marks (n = 0..14). A curvature-clean set needs distinct
-# pairwise differences, so its span in bins is at least this long.
-_GOLOMB_LENGTH = (0, 0, 1, 3, 6, 11, 17, 25, 34, 44, 55, 72, 85, 106, 127)
+# Shortest possible Golomb ruler of n marks (n = 0..27; the published optimal lengths). A set
+# with distinct pairwise differences (a Sidon set) spans at least this many bins. Both a
+# curvature-clean set and a third-order-clean set are Sidon sets: m_a + m_b = m_c + m_d with
+# {a, b} != {c, d} is the third-order product m_a + m_b - m_c (or 2m_a - m_c) landing on m_d.
+_GOLOMB_LENGTH = (
+    0, 0, 1, 3, 6, 11, 17, 25, 34, 44, 55, 72, 85, 106, 127,
+    151, 177, 199, 216, 246, 283, 333, 356, 372, 425, 480, 492, 553,
+)  # fmt: skip
+
+
+def sidon_min_span(n_marks: int) -> int:
+    """Fewest bins a set of ``n_marks`` bins with distinct pairwise differences can span.
+
+    Exact (optimal Golomb rulers) up to 27 marks; beyond, Lindström's bound: a Sidon set in M
+    consecutive integers has fewer than ``M**0.5 + M**0.25 + 1`` elements.
+    """
+    if n_marks < len(_GOLOMB_LENGTH):
+        return _GOLOMB_LENGTH[max(n_marks, 0)]
+    known = len(_GOLOMB_LENGTH) - 1
+    m = max(n_marks * (n_marks - 1) // 2, _GOLOMB_LENGTH[known] + n_marks - known) + 1
+    while math.sqrt(m) + m**0.25 + 1 <= n_marks:  # M = span + 1 integers
+        m += 1
+    return m - 1
+
 
 Coefficients = tuple[int, ...]
 
@@ -423,9 +444,15 @@ def _search(
     curvature: bool,
     node_limit: int,
 ) -> tuple[int, ...] | None:
-    """Depth-first search for the lexicographically smallest clean set of ``n_tones`` bins."""
+    """Depth-first search for the lexicographically smallest clean set of ``n_tones`` bins.
+
+    Pruning: a branch is dropped when its remaining candidates cannot hold the tones still
+    needed at the minimum spacing, or (third order or curvature: the set is a Sidon set) when
+    the newest tone and the tones still needed cannot span a Golomb ruler of that many marks.
+    """
     counter = [0]
     empty = frozenset[int]()
+    sidon = max_order >= 3 or curvature
 
     def recurse(state: _State, pool: list[int]) -> tuple[int, ...] | None:
         needed = n_tones - len(state.chosen)
@@ -448,12 +475,34 @@ def _search(
             ]
             if _max_packable(filtered, spacing) < needed - 1:
                 continue
+            if sidon and needed > 1 and filtered[-1] - x < sidon_min_span(needed):
+                continue
             found = recurse(new_state, filtered)
             if found is not None:
                 return found
         return None
 
     return recurse(_State((), empty, empty, empty), list(cands))
+
+
+def _relaxed_hint(
+    cands: Sequence[int], n_tones: int, spacing: int, max_order: int, curvature: bool
+) -> list[str]:
+    """Which single relaxation (curvature off, then max_order=2) gives a plan, if one does."""
+    tries = []
+    if curvature:
+        tries.append(("drop curvature=True (a plan exists without it)", max_order, False))
+    if max_order >= 3:
+        tries.append(("accept max_order=2 (a second-order-clean plan exists)", 2, False))
+    for text, order, curv in tries:
+        if (curv or order >= 3) and sidon_min_span(n_tones) > cands[-1] - cands[0]:
+            continue
+        try:
+            if _search(cands, n_tones, spacing, order, curv, 2_000) is not None:
+                return [text]
+        except _SearchLimitError:
+            continue
+    return []
 
 
 def _mains_distance(b: int, mains_bins: Sequence[float]) -> float:
@@ -546,9 +595,9 @@ def plan_frequencies(
         if spacing > 1:
             hints.append("reduce min_spacing_hz")
         hints.extend(extra)
-        if max_order >= 3:
+        if max_order >= 3 and not any(h.startswith("accept max_order=2") for h in extra):
             hints.append("accept max_order=2")
-        if curvature:
+        if curvature and not any(h.startswith("drop curvature") for h in extra):
             hints.append("drop curvature=True")
         if f_hi > f_max:
             hints.append("raise sample_rate_hz or lower min_samples_per_period")
@@ -563,20 +612,27 @@ def plan_frequencies(
             f"of which at most {_max_packable(cands, spacing)} are {spacing} bins apart",
             mains_hint,
         )
-    if curvature and n_tones < len(_GOLOMB_LENGTH):
-        need = max(_GOLOMB_LENGTH[n_tones], (n_tones - 1) * spacing)
-        if cands[-1] - cands[0] < need:
+    if curvature or max_order >= 3:
+        need = max(sidon_min_span(n_tones), (n_tones - 1) * spacing)
+        span = cands[-1] - cands[0]
+        if span < need:
+            what = "curvature-clean" if curvature else "third-order-clean"
+            fits = max(k for k in range(1, n_tones + 1) if sidon_min_span(k) <= span)
+            min_window_s = need / max(min(f_hi, f_max) - f_lo, width)
             raise fail(
-                f"curvature-clean sets of {n_tones} tones span at least {need} bins "
-                f"(distinct differences), the band spans {cands[-1] - cands[0]}",
-                mains_hint,
+                f"{what} sets of {n_tones} tones have distinct pairwise differences and so span "
+                f"at least {need} bins, the band spans {span} (at most {fits} such tones fit; "
+                f"{n_tones} need a window of at least {min_window_s:.3g} s "
+                f"in this band, or a band {need * width:g} Hz wide at this window)",
+                [*mains_hint, *_relaxed_hint(cands, n_tones, spacing, max_order, curvature)],
             )
     try:
         found = _search(cands, n_tones, spacing, max_order, curvature, node_limit)
     except _SearchLimitError:
         raise fail(
-            f"no collision-free set found within the search limit of {node_limit} nodes",
-            mains_hint,
+            f"no collision-free set found within the search limit of {node_limit} nodes "
+            "(raise node_limit to search longer)",
+            [*mains_hint, *_relaxed_hint(cands, n_tones, spacing, max_order, curvature)],
         ) from None
     if found is None:
         raise fail("no collision-free set exists among the admissible bins", mains_hint)

@@ -12,20 +12,28 @@ A lab file (``configs/sim_lab/*.yaml``) has three sections::
     lockins:                     # any number of simulated lock-ins
       - {model: sr830, port: 31764, sine_electrode: e3}
       - {model: sr860, port: 31765, input: tia, external_reference_hz: null}
+      - {model: sr830, port: 31766, reference_in: cDAQ1/ctr0}   # CO pulse train on REF IN
 
 Without a ``bench`` section the DAQ file's ``bench`` section is used (or ``configs/sim_dnpu.yaml``).
 ``sine_electrode`` is an electrode name of the bench's labctl config or an index. Every
 server binds to 127.0.0.1; port 0 picks a free one.
+
+``reference_in`` wires a DAQ counter output to the lock-in's REF IN: whenever that counter
+generates a pulse train (a CO task, e.g. armed on the AI start trigger), the lock-in sees a
+reference at its frequency whose rising edges are the train's (phase 0 at the first rising
+edge); when the task stops, REF IN is left unconnected (the lock-in unlocks).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from labctl.config import ConfigError, ConfigIssue, load_config, load_model_file
 from simulated_hw.bench import SimBench
@@ -36,6 +44,7 @@ from simulated_hw.nidaq_server.config import (
     SimDaqConfig,
     load_sim_daq_config,
 )
+from simulated_hw.nidaq_server.counters import counter_key
 
 
 class _Strict(BaseModel):
@@ -80,6 +89,18 @@ class LockinSection(_Strict):
     trigger_on_record: bool = Field(
         True, description="Each bench record start pulses TRIG IN (DAQ start trigger wired)."
     )
+    reference_in: str | None = Field(
+        None,
+        description="DAQ counter output wired to REF IN, e.g. 'cDAQ1/ctr0' (null: none); its "
+        "pulse train is the lock-in's external reference.",
+    )
+
+    @field_validator("reference_in")
+    @classmethod
+    def _counter(cls, value: str | None) -> str | None:
+        if value is not None and not counter_key(value):
+            raise ValueError(f"{value!r} is not a counter: write '<device>/ctrN' (or '_ctrN')")
+        return value
 
 
 class LabConfig(_Strict):
@@ -88,6 +109,22 @@ class LabConfig(_Strict):
     bench: BenchSection | None = None
     daq: DaqSection | None = None
     lockins: list[LockinSection] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> LabConfig:
+        for i, entry in enumerate(self.lockins):
+            if entry.reference_in is None:
+                continue
+            if self.daq is None:
+                raise ValueError(
+                    f"lockins[{i}].reference_in: {entry.reference_in!r} needs a daq section "
+                    "(the counter belongs to the simulated DAQ)"
+                )
+            if entry.external_reference_hz is not None:
+                raise ValueError(
+                    f"lockins[{i}]: REF IN takes either reference_in or external_reference_hz"
+                )
+        return self
 
 
 def on_free_ports(config: LabConfig) -> LabConfig:
@@ -135,22 +172,29 @@ class SimLab:
         daq: The NI gRPC server (None when the lab has none).
         lockins: The lock-in servers, in file order.
         sine_electrodes: Electrode name (or index) each lock-in's sine drives, None if none.
+        references_in: DAQ counter wired to each lock-in's REF IN, None if none.
     """
 
     bench: SimBench
     daq: Any = None
     lockins: list[LockinServer] = field(default_factory=list)
     sine_electrodes: list[str | int | None] = field(default_factory=list)
+    references_in: list[str | None] = field(default_factory=list)
 
     def addresses(self) -> list[str]:
         """One line per server: what it is and where it listens."""
         lines = []
         if self.daq is not None:
             lines.append(f"NI gRPC Device Server (simulated) listening on {self.daq.address}")
-        for server, wired in zip(self.lockins, self.sine_electrodes, strict=True):
+        references = self.references_in or [None] * len(self.lockins)
+        for server, wired, reference in zip(
+            self.lockins, self.sine_electrodes, references, strict=True
+        ):
             line = f"{server.instrument.model} (simulated) listening on {server.resource}"
             if wired is not None:
                 line += f" (sine output -> electrode {wired})"
+            if reference is not None:
+                line += f" (REF IN <- DAQ counter {reference})"
             lines.append(line)
         return lines
 
@@ -213,10 +257,34 @@ def start_lab(config: LabConfig | str | Path, *, label: str = "lab") -> SimLab:
             )
             lab.lockins.append(server)
             lab.sine_electrodes.append(entry.sine_electrode)
+            lab.references_in.append(entry.reference_in)
             server.instrument.trigger_on_record = entry.trigger_on_record
             if entry.external_reference_hz is not None:
                 server.external_reference_hz = entry.external_reference_hz
+            if entry.reference_in is not None and lab.daq is not None:
+                lab.daq.daq.counter_listeners.append(
+                    _ref_in_listener(counter_key(entry.reference_in), server)
+                )
     except BaseException:
         lab.stop()
         raise
     return lab
+
+
+def _ref_in_listener(
+    wired: str, server: LockinServer
+) -> Callable[[str, float | None, float], None]:
+    """A DAQ counter listener that feeds counter ``wired``'s pulse train to REF IN."""
+
+    def listener(counter: str, frequency_hz: float | None, first_edge_s: float) -> None:
+        if counter != wired:
+            return
+        if frequency_hz is None:
+            server.set_external_reference(None)
+            return
+        # rising edges at first_edge_s + k/f: the reference sin(2πf t + φ) crosses zero upwards
+        server.set_external_reference(
+            frequency_hz, math.remainder(-2.0 * math.pi * frequency_hz * first_edge_s, 2 * math.pi)
+        )
+
+    return listener

@@ -39,6 +39,7 @@ from nidaqmx.utils import unflatten_channel_string  # type: ignore[import-untype
 from simulated_hw.bench import SimBench
 from simulated_hw.nidaq_server.buffers import FloatArray, InputBuffer, OutputBuffer
 from simulated_hw.nidaq_server.config import SimDaqConfig
+from simulated_hw.nidaq_server.counters import CounterListener, make_counter_output
 from simulated_hw.nidaq_server.devices import (
     ONBOARD_CLOCK,
     DeviceCatalog,
@@ -82,6 +83,8 @@ class SimDaq:
         self._armed: list[SimTask] = []
         self._rng = np.random.default_rng(config.noise_seed)
         self.electrode_of, self.output_channel = self._wiring()
+        self.counter_listeners: list[CounterListener] = []
+        """Called (under :attr:`cond`) when a counter output starts or stops generating."""
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -218,10 +221,10 @@ class SimDaq:
                 physicals = self.catalog.physical_channels(physical, kind)
             except DaqmxError as exc:
                 raise exc.for_task(task.name) from None
-            if task.kind is not None and task.kind != kind:
+            if task.counter is not None or (task.kind is not None and task.kind != kind):
                 raise DaqmxError(
                     Code.MULTI_CHAN_TYPES_IN_TASK,
-                    f"The task has {task.kind.upper()} channels; {kind.upper()} channels "
+                    f"The task has {(task.kind or 'CO').upper()} channels; {kind.upper()} channels "
                     "need a task of their own.",
                     task_name=task.name,
                 )
@@ -285,6 +288,111 @@ class SimDaq:
             return [f"{given[0]}{i}" for i in range(len(physicals))]
         given = given[: len(physicals)]
         return given + [p.name for p in physicals[len(given) :]]
+
+    def add_co_pulse_chan_freq(
+        self,
+        task: SimTask,
+        counter: str,
+        name: str,
+        units: int,
+        idle_state: int,
+        initial_delay_s: float,
+        freq_hz: float,
+        duty_cycle: float,
+    ) -> None:
+        """DAQmxCreateCOPulseChanFreq (one counter per task in this simulation)."""
+        with self.cond:
+            self._check(task)
+            if task.running:
+                raise DaqmxError(Code.CAN_NOT_PERFORM_OP_WHILE_TASK_RUNNING, task_name=task.name)
+            if task.kind is not None or task.counter is not None:
+                raise DaqmxError(
+                    Code.MULTI_CHAN_TYPES_IN_TASK,
+                    "The task already has channels; a counter output needs a task of its own "
+                    "(the simulation holds one counter per task).",
+                    task_name=task.name,
+                )
+            try:
+                output = make_counter_output(
+                    self.catalog,
+                    counter,
+                    name,
+                    units,
+                    idle_state,
+                    initial_delay_s,
+                    freq_hz,
+                    duty_cycle,
+                )
+            except DaqmxError as exc:
+                raise exc.for_task(task.name) from None
+            busy = [
+                t.name
+                for t in self._tasks.values()
+                if t is not task and t.counter is not None and t.counter.key == output.key
+            ]
+            self.modify(task)
+            task.counter = output
+            if busy:
+                logger.debug("counter %s is also in task(s) %s", output.key, busy)
+
+    def cfg_implicit_timing(self, task: SimTask, sample_mode: int, samps_per_chan: int) -> None:
+        """DAQmxCfgImplicitTiming: a counter output runs at its own pulse rate."""
+        with self.cond:
+            self.modify(task)
+            if task.counter is None:
+                raise DaqmxError(
+                    Code.INVALID_ATTRIBUTE_VALUE,
+                    "Property: DAQmx_SampTimingType\nRequested Value: Implicit\n\nImplicit "
+                    "timing is simulated for counter-output tasks only.",
+                    task_name=task.name,
+                )
+            if sample_mode not in (AcquisitionType.FINITE.value, AcquisitionType.CONTINUOUS.value):
+                raise DaqmxError(
+                    Code.INVALID_ATTRIBUTE_VALUE,
+                    f"Property: DAQmx_SampQuant_SampMode\nRequested Value: {sample_mode}",
+                    task_name=task.name,
+                )
+            if sample_mode == AcquisitionType.FINITE.value and samps_per_chan < 1:
+                raise DaqmxError(
+                    Code.INVALID_ATTRIBUTE_VALUE,
+                    f"Property: DAQmx_SampQuant_SampPerChan\nRequested Value: {samps_per_chan}",
+                    task_name=task.name,
+                )
+            task.timing.timing_type = SampleTimingType.IMPLICIT.value
+            task.timing.sample_mode = sample_mode
+            task.timing.samps_per_chan = int(samps_per_chan)
+
+    def _co_begin(self, task: SimTask) -> None:
+        """A counter output starts generating now (simulated time): tell the listeners."""
+        counter = task.counter
+        assert counter is not None
+        counter.first_edge_s = self.bench.timebase.now_s + counter.initial_delay_s
+        task.done = False
+        logger.debug(
+            "counter %s: %.9g Hz from t = %.6f s",
+            counter.physical_name,
+            counter.actual_freq_hz,
+            counter.first_edge_s,
+        )
+        for listener in list(self.counter_listeners):
+            listener(counter.key, counter.actual_freq_hz, counter.first_edge_s)
+
+    def _co_end(self, task: SimTask) -> None:
+        counter = task.counter
+        if counter is None or counter.first_edge_s is None:
+            return
+        counter.first_edge_s = None
+        for listener in list(self.counter_listeners):
+            listener(counter.key, None, 0.0)
+
+    def _co_refresh(self, task: SimTask) -> None:
+        """A finite pulse train is done once its pulses are out (in simulated time)."""
+        counter = task.counter
+        if counter is None or counter.first_edge_s is None or not task.timing.finite:
+            return
+        end_s = counter.first_edge_s + task.timing.samps_per_chan / counter.actual_freq_hz
+        if self.bench.timebase.now_s >= end_s - 1e-12:
+            task.done = True
 
     def cfg_samp_clk_timing(
         self,
@@ -421,6 +529,20 @@ class SimDaq:
             self._check(task)
             if task.state >= TaskState.VERIFIED:
                 return
+            if task.counter is not None:
+                if task.timing.timing_type not in (
+                    SampleTimingType.IMPLICIT.value,
+                    SampleTimingType.ON_DEMAND.value,
+                ):
+                    raise DaqmxError(
+                        Code.INVALID_ATTRIBUTE_VALUE,
+                        "Property: DAQmx_SampTimingType\n\nA counter output uses implicit "
+                        "timing (task.timing.cfg_implicit_timing).",
+                        task_name=task.name,
+                    )
+                self.trigger_terminal(task)
+                task.state = TaskState.VERIFIED
+                return
             if not task.channels:
                 raise DaqmxError(Code.CAN_NOT_PERFORM_OP_WHEN_NO_CHANS_IN_TASK, task_name=task.name)
             for channel in task.channels:
@@ -489,6 +611,9 @@ class SimDaq:
             task.state = TaskState.RESERVED
 
     def _claims(self, task: SimTask) -> tuple[list[Claim], str | None]:
+        if task.counter is not None:
+            counter = task.counter
+            return [Claim(("ctr", counter.key), True, counter.physical_name)], None
         timing_device = task.timing_device
         hw = task.timing.hw_timed
         claims = [Claim(("chan", c.physical.key), True, c.physical.name) for c in task.channels]
@@ -620,6 +745,14 @@ class SimDaq:
             task.overloaded = set()
             task.implicit = implicit
             task.armed = False
+            if task.counter is not None:
+                task.done = False
+                if self.trigger_terminal(task) is not None:
+                    task.armed = True
+                    self._armed.append(task)
+                else:
+                    self._co_begin(task)
+                return
             if not task.timing.hw_timed:
                 return
             self._launch_or_arm(task)
@@ -720,6 +853,9 @@ class SimDaq:
                 if self._terminal_key(dependency[1]) == key:
                     self._armed.remove(armed)
                     armed.armed = False
+                    if armed.counter is not None:  # a pulse train: starts with the trigger
+                        self._co_begin(armed)
+                        continue
                     members.append(armed)
                     queue.append(armed)
         participants = [self._participant(t) for t in members]
@@ -790,6 +926,7 @@ class SimDaq:
             return
         if task in self._armed:
             self._armed.remove(task)
+        self._co_end(task)
         run = task.run
         if isinstance(run, Run):
             task.stop_requested = True
@@ -815,6 +952,7 @@ class SimDaq:
             self._check(task)
             if task.error is not None:
                 raise task.error
+            self._co_refresh(task)
             return not task.running or task.done
 
     def wait_until_done(self, task: SimTask, timeout_s: float) -> None:
@@ -825,6 +963,7 @@ class SimDaq:
                 self._check(task)
                 if task.error is not None:
                     raise task.error
+                self._co_refresh(task)
                 if not task.running or task.done:
                     return
                 remaining = _remaining(deadline)

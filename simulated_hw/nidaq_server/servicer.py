@@ -31,6 +31,8 @@ from nidaqmx._stubs import nidaqmx_pb2 as pb  # type: ignore[import-untyped, unu
 from nidaqmx._stubs import nidaqmx_pb2_grpc as pb_grpc  # type: ignore[import-untyped, unused-ignore]
 from nidaqmx.constants import (  # type: ignore[import-untyped, unused-ignore]
     FillMode,
+    FrequencyUnits,
+    Level,
     TerminalConfiguration,
     VoltageUnits,
 )
@@ -225,6 +227,27 @@ class SimDaqServicer(pb_grpc.NiDAQmxServicer):  # type: ignore[misc, unused-igno
             int(request.samps_per_chan),
         )
         return pb.CfgSampClkTimingResponse(status=0)
+
+    @_rpc
+    def CreateCOPulseChanFreq(self, request: Any, context: Any) -> Any:
+        self._daq.add_co_pulse_chan_freq(
+            self._task(request),
+            request.counter,
+            request.name_to_assign_to_channel,
+            _enum(request, "units") or FrequencyUnits.HZ.value,
+            _enum(request, "idle_state") or Level.LOW.value,
+            float(request.initial_delay),
+            float(request.freq),
+            float(request.duty_cycle),
+        )
+        return pb.CreateCOPulseChanFreqResponse(status=0)
+
+    @_rpc
+    def CfgImplicitTiming(self, request: Any, context: Any) -> Any:
+        self._daq.cfg_implicit_timing(
+            self._task(request), _enum(request, "sample_mode"), int(request.samps_per_chan)
+        )
+        return pb.CfgImplicitTimingResponse(status=0)
 
     @_rpc
     def CfgDigEdgeStartTrig(self, request: Any, context: Any) -> Any:

@@ -194,6 +194,9 @@ class SimTask:
     stop_requested: bool = False
     cleared: bool = False
     run: Any = None
+    counter: Any = None
+    """The counter-output channel of a CO task (a :class:`~simulated_hw.nidaq_server.counters.
+    CounterOutput`; None for AO/AI tasks)."""
 
     @property
     def running(self) -> bool:
@@ -207,6 +210,8 @@ class SimTask:
         Raises:
             DaqmxError: -200478 when the task has no channels.
         """
+        if self.counter is not None:
+            return self.counter.device.timing_device
         if not self.channels:
             raise DaqmxError(Code.CAN_NOT_PERFORM_OP_WHEN_NO_CHANS_IN_TASK, task_name=self.name)
         return self.channels[0].device.timing_device
