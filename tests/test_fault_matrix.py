@@ -117,6 +117,7 @@ def faulty(tmp_path: Path) -> Iterator[Path]:
         {"window_s": 0.01, "settle_s": 0.002, "mains_hz": [], "max_order": 2, "fade_periods": 1}
     )
     data["homodyne"].update({"min_spacing_hz": None, "phase": "sign"})
+    data["method"] = {"name": "hge", "params": {}}  # one record per iteration: faults by count
     data["run"].update(
         {
             "max_iterations": BUDGET,

@@ -252,7 +252,7 @@ def test_pearson_without_eps_equals_metric_correlation() -> None:
 
 
 def test_registry_and_get_loss_errors() -> None:
-    assert set(LOSSES) == {"corrsig", "cor_sigmoid", "mse", "fisher"}
+    assert set(LOSSES) == {"corrsig", "cor_sigmoid", "mse", "fisher", "separation_margin"}
     with pytest.raises(ValueError, match=r"unknown loss 'bce'.*cor_sigmoid"):
         get_loss("bce")
     with pytest.raises(ValueError, match=r"no parameter.*'gain'.*offset_na"):

@@ -26,7 +26,17 @@ from labctl.training.resume import RunNotResumable
 from labctl.training.session import execute, new_run, resume_run
 from tests.conftest import CONFIGS
 
-METHODS = ["hge", "finite_difference", "spsa", "genetic"]
+METHODS = ["hge", "finite_difference", "spsa", "genetic", "screened_hge"]
+PARAMS: dict[str, dict[str, Any]] = {
+    "spsa": {"n_pairs": 2},
+    # one kept set per screen: the stall's restart screens again (generator and queue resume)
+    "screened_hge": {
+        "screen_sets": 6,
+        "candidates": 1,
+        "stall_patience": 2,
+        "margin_noise_multiple": None,
+    },
+}
 
 
 def resume_config(folder: Path, method: str, **run: Any) -> Path:
@@ -49,7 +59,7 @@ def resume_config(folder: Path, method: str, **run: Any) -> Path:
         }
     )
     data["task"]["batch_size"] = 3  # exercises the batch generator
-    data["method"] = {"name": method, "params": {"n_pairs": 2} if method == "spsa" else {}}
+    data["method"] = {"name": method, "params": PARAMS.get(method, {})}
     path = folder / "xor.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

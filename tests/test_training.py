@@ -47,8 +47,9 @@ def test_gate_trains_to_full_accuracy(tmp_path: Path, gate: str) -> None:
     assert execute(run, controller) is RunState.FINISHED
     outcome = run.outcome
     assert outcome is not None and outcome.solved, outcome.as_dict()
-    assert outcome.final_separation_a > 0.3e-9
-    assert outcome.stop_reason == "accuracy_hold"
+    # the shipped default (screened HGE) stops on a separation of 5 x its noise
+    assert outcome.stop_reason == "solved_with_margin"
+    assert outcome.separation_in_noise >= 5.0, outcome.as_dict()
     records = run.store.iterations()
     assert len(records) == outcome.iterations
     assert [r.run_iteration for r in records] == list(range(len(records)))
@@ -306,3 +307,20 @@ def test_second_ctrl_c_or_sigterm_aborts_with_safe_shutdown(tmp_path: Path, sign
     assert store.status() == "aborted"
     assert store.iteration_count() >= 3
     assert bench["applied_v"] == [0.0] * 7
+
+
+def test_start_up_calibration_is_kept_with_the_run_not_next_to_the_config(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load((CONFIGS / "xor_sim.yaml").read_text())
+    data["run"].update({"directory": str(tmp_path / "runs"), "max_iterations": 2, "report": False})
+    path = tmp_path / "xor.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["train", str(path)]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    with RunStore.open(run_dir, read_only=True) as store:
+        kept = store.calibration()
+    assert kept is not None and kept["response"] is not None
+    assert "calibrated at start" in kept["note"]
+    assert not list(tmp_path.glob("*.calibration.json")), "a calibration next to the config"

@@ -45,6 +45,10 @@ class PlateauMeasurement:
         record_a: The whole output record (A), shape ``(n_samples,)``.
         device_seconds: Device time the record used (s), ramps and settling included.
         saturated: The record hit the amplifier or ADC limit.
+        block_sems_a: Standard error of each mean (A) from the spread of the means of
+            :data:`NOISE_BLOCKS` equal blocks of the window: unlike ``sems_a`` it holds when
+            neighbouring samples are correlated (amplifier bandwidth, 1/f noise). NaN for
+            windows shorter than two samples per block.
     """
 
     means_a: FloatArray
@@ -52,6 +56,23 @@ class PlateauMeasurement:
     record_a: FloatArray
     device_seconds: float
     saturated: bool
+    block_sems_a: FloatArray | None = None
+
+
+NOISE_BLOCKS = 8
+"""Blocks per window for :attr:`PlateauMeasurement.block_sems_a`."""
+
+
+def block_sem(window: FloatArray, n_blocks: int = NOISE_BLOCKS) -> float:
+    """Standard error of ``window``'s mean from the spread of its ``n_blocks`` block means.
+
+    Returns NaN when the window has fewer than two samples per block.
+    """
+    size = window.size // n_blocks
+    if size < 2 or n_blocks < 2:
+        return math.nan
+    blocks = window[: size * n_blocks].reshape(n_blocks, size).mean(axis=1)
+    return float(blocks.std(ddof=1) / math.sqrt(n_blocks))
 
 
 def measure_plateaus(
@@ -68,6 +89,11 @@ def measure_plateaus(
     start = device.device_seconds
     acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
     used = device.device_seconds - start
+    if acquisition.current_a.shape[0] == 0:
+        raise ValueError(
+            "this setup has no sampled readout (setup.roles.sampled_readout), so the DC "
+            "output current cannot be measured; lock-ins read only their tones"
+        )
     record = acquisition.current_a[0]
     windows = [drive.window_samples(record, c) for c in range(len(plateaus))]
     means = np.array([w.mean() for w in windows])
@@ -78,6 +104,7 @@ def measure_plateaus(
         record_a=record,
         device_seconds=used,
         saturated=bool(acquisition.saturated.any()),
+        block_sems_a=np.array([block_sem(w) for w in windows]),
     )
 
 
@@ -184,6 +211,11 @@ def spsa_gradient(
     start = device.device_seconds
     acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
     used = device.device_seconds - start
+    if acquisition.current_a.shape[0] == 0:
+        raise ValueError(
+            "this setup has no sampled readout (setup.roles.sampled_readout), so the DC "
+            "output current cannot be measured; lock-ins read only their tones"
+        )
     record = acquisition.current_a[0]
     means = np.array([drive.window_samples(record, c).mean() for c in range(2 * n_pairs)])
     currents = means.reshape(n_pairs, 2)

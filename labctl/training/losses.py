@@ -208,8 +208,33 @@ def fisher(
     return float(loss), grad_na / NANOAMPERE
 
 
+def separation_margin(
+    x: ArrayLike, t: ArrayLike, margin_na: float = 1.0
+) -> tuple[float, FloatArray]:
+    """Squared hinge on the separation, L = (max(0, m − Δ) / m)² (dimensionless).
+
+    It pulls the separation Δ up, also after 100 % accuracy (Δ > 0), until it reaches the
+    margin m = ``margin_na`` (e.g. a multiple of the measured noise), and is exactly flat
+    beyond it. Gradient: −2·max(0, m − Δ)/m² · dΔ/dx (per nA, returned per ampere).
+    """
+    if margin_na <= 0.0:
+        raise ValueError(f"margin_na must be positive, got {margin_na}")
+    x_na, _, high = _to_na(x, t)
+    delta, ddelta = _separation(x_na, high)
+    short = max(0.0, margin_na - delta)
+    loss = (short / margin_na) ** 2
+    grad_na = -2.0 * short / (margin_na * margin_na) * ddelta
+    return float(loss), grad_na / NANOAMPERE
+
+
 LOSSES: Mapping[str, Callable[..., tuple[float, FloatArray]]] = MappingProxyType(
-    {"corrsig": corrsig, "cor_sigmoid": cor_sigmoid, "mse": mse, "fisher": fisher}
+    {
+        "corrsig": corrsig,
+        "cor_sigmoid": cor_sigmoid,
+        "mse": mse,
+        "fisher": fisher,
+        "separation_margin": separation_margin,
+    }
 )
 """Loss name → loss function ``f(x, t, **params)``; every function is a :class:`LossFunction`
 with its default parameters."""

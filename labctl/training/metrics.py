@@ -66,6 +66,20 @@ def separation_indices(x: FloatArray, high: BoolArray) -> tuple[int, int]:
     return int(idx_high[np.argmin(x[idx_high])]), int(idx_low[np.argmax(x[idx_low])])
 
 
+def separation_noise(x: ArrayLike, t: ArrayLike, stderr: ArrayLike | None) -> float:
+    """Standard error of the separation: ``√(σ_i² + σ_j²)`` of the two cases that set it
+    (:func:`separation_indices`), from per-case standard errors ``stderr`` (unit of ``x``).
+
+    NaN when ``stderr`` is None.
+    """
+    if stderr is None:
+        return float("nan")
+    xa, high = check_outputs_targets(x, t)
+    se = np.asarray(stderr, dtype=np.float64)
+    i_hi, i_lo = separation_indices(xa, high)
+    return float(np.hypot(se[i_hi], se[i_lo]))
+
+
 def separation(x: ArrayLike, t: ArrayLike) -> float:
     """Separation Δ = min(x | t = 1) − max(x | t = 0), in the unit of ``x``.
 

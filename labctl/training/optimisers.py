@@ -318,6 +318,7 @@ class StopReason(StrEnum):
     ACCURACY_HOLD = "accuracy_hold"
     MAX_DEVICE_SECONDS = "max_device_seconds"
     MAX_ITERATIONS = "max_iterations"
+    SOLVED_WITH_MARGIN = "solved_with_margin"
 
 
 @dataclass
@@ -331,14 +332,18 @@ class StopCriteria:
         accuracy_hold_iterations: Stop when the accuracy has been 1.0 for this many consecutive
             iterations. ``None`` disables it.
         max_device_seconds: Stop when the device time used (s) reaches this. ``None`` disables it.
+        separation_noise_multiple: Stop when the accuracy is 1.0 and the separation is at least
+            this many times its noise (both passed to :meth:`check`). ``None`` disables it.
 
-    Reasons are checked in the order: loss threshold, accuracy hold, device time, iterations.
+    Reasons are checked in the order: loss threshold, solved with margin, accuracy hold, device
+    time, iterations.
     """
 
     max_iterations: int
     loss_threshold: float | None = None
     accuracy_hold_iterations: int | None = None
     max_device_seconds: float | None = None
+    separation_noise_multiple: float | None = None
     _perfect_streak: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -349,13 +354,24 @@ class StopCriteria:
                 f"accuracy_hold_iterations must be at least 1 or None, got "
                 f"{self.accuracy_hold_iterations}"
             )
+        if self.separation_noise_multiple is not None and self.separation_noise_multiple <= 0.0:
+            raise ValueError(
+                f"separation_noise_multiple must be positive or None, got "
+                f"{self.separation_noise_multiple}"
+            )
         if self.max_device_seconds is not None and self.max_device_seconds <= 0.0:
             raise ValueError(
                 f"max_device_seconds must be positive or None, got {self.max_device_seconds}"
             )
 
     def check(
-        self, iteration: int, loss: float, accuracy: float | None, device_seconds: float
+        self,
+        iteration: int,
+        loss: float,
+        accuracy: float | None,
+        device_seconds: float,
+        separation_a: float | None = None,
+        separation_noise_a: float | None = None,
     ) -> StopReason | None:
         """The reason to stop after this iteration, or None to continue.
 
@@ -365,6 +381,8 @@ class StopCriteria:
             accuracy: Accuracy of this iteration in [0, 1], or None if not measured (breaks an
                 accuracy streak).
             device_seconds: Total device time used so far (s).
+            separation_a: Separation of this iteration (A), for the margin rule.
+            separation_noise_a: Noise of that separation (A); None: the margin rule is off.
         """
         if accuracy is not None and accuracy >= 1.0:
             self._perfect_streak += 1
@@ -372,6 +390,17 @@ class StopCriteria:
             self._perfect_streak = 0
         if self.loss_threshold is not None and loss < self.loss_threshold:
             return StopReason.LOSS_THRESHOLD
+        if (
+            self.separation_noise_multiple is not None
+            and accuracy is not None
+            and accuracy >= 1.0
+            and separation_a is not None
+            and separation_noise_a is not None
+            and math.isfinite(separation_noise_a)
+            and separation_noise_a > 0
+            and separation_a >= self.separation_noise_multiple * separation_noise_a
+        ):
+            return StopReason.SOLVED_WITH_MARGIN
         if (
             self.accuracy_hold_iterations is not None
             and self._perfect_streak >= self.accuracy_hold_iterations

@@ -19,6 +19,10 @@ from labctl.device.safety import SafeDevice
 from labctl.run.store import IterationRecord
 from labctl.training.optimisers import StopCriteria, StopReason
 
+SEPARATION_NOISE_KEY = "separation_noise_a"
+"""Key of an iteration record's ``extra`` with the noise of its separation (A), for the
+separation-margin stop rule (methods that measure it store it there)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -68,11 +72,16 @@ def stop_criteria(loaded: LoadedConfig) -> StopCriteria:
 
     run = loaded.config.run
     limit = get_method(loaded.config.method.name).iteration_limit
+    # the margin rule refines "stop once solved": off with the accuracy hold (endless runs)
+    multiple = getattr(loaded.config.method.parsed_params(), "margin_noise_multiple", None)
+    if run.accuracy_hold_iterations is None:
+        multiple = None
     return StopCriteria(
         max_iterations=run.max_iterations if limit is None else min(limit, run.max_iterations),
         loss_threshold=run.loss_threshold,
         accuracy_hold_iterations=run.accuracy_hold_iterations,
         max_device_seconds=run.max_device_seconds,
+        separation_noise_multiple=multiple,
     )
 
 
@@ -82,8 +91,14 @@ def replay_stop_criteria(
     """Feed the stored iterations to ``criteria``; the reason the last one stopped the run."""
     reason = None
     for record in records:
+        noise = record.extra.get(SEPARATION_NOISE_KEY)
         reason = criteria.check(
-            record.run_iteration + 1, record.loss, record.accuracy, record.device_seconds
+            record.run_iteration + 1,
+            record.loss,
+            record.accuracy,
+            record.device_seconds,
+            record.separation_a,
+            None if noise is None else float(noise),
         )
     return reason
 

@@ -18,9 +18,7 @@ from labctl.device.safety import DeviceShutDown, SafeDevice, ShutdownFailed, Shu
 from labctl.homodyne.calibrate import (
     CalibrationInterrupted,
     calibration_frequencies,
-    default_calibration_path,
     measure_chain_response,
-    save_calibration,
 )
 from labctl.homodyne.calibration import ChainResponse
 from labctl.homodyne.engine import PROJECTION, GradientEngine
@@ -133,13 +131,11 @@ def ensure_calibration(
             loaded.config.homodyne.window_s,
             checkpoint,
         )
-    path = default_calibration_path(loaded)
-    try:
-        save_calibration(path, response, loaded)
-    except OSError as exc:
-        log.warning("could not save the calibration to %s: %s", path, exc)
+    # Kept with the run only (the caller writes it into the run directory): a start-up
+    # calibration never writes next to the configuration, which parallel runs of one config
+    # would race for. `labctl calibrate` makes a calibration that later runs reuse.
     engine.set_calibration(response)
-    return f"calibrated at start ({path.name})"
+    return "calibrated at start (kept with the run)"
 
 
 def train_to_end(loaded: LoadedConfig) -> TrainingRun:

@@ -19,6 +19,7 @@ Device time is the safe device's own count: ramps, settling and tones included.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +33,14 @@ from labctl.homodyne.engine import GradientEngine
 from labctl.run.control import RunController
 from labctl.run.events import IterationCompleted, RunMessage
 from labctl.run.store import IterationRecord, RunStore
+from labctl.training.baselines import measure_plateaus
 from labctl.training.losses import LossFunction, get_loss
 from labctl.training.methods import get_method
 from labctl.training.methods.base import MethodContext, TrainingMethod
-from labctl.training.metrics import separation, threshold_accuracy
+from labctl.training.metrics import separation, separation_noise, threshold_accuracy
 from labctl.training.optimisers import BestTracker, generator_state, set_generator_state
 from labctl.training.resume import (
+    SEPARATION_NOISE_KEY,
     capture_simulation_state,
     replay_stop_criteria,
     restore_simulation_state,
@@ -74,13 +77,12 @@ def build_task(loaded: LoadedConfig) -> Task:
 
 
 def input_mapping(loaded: LoadedConfig, task: Task) -> InputMapping:
-    """Linear map from task units onto the input electrodes' ranges."""
+    """Linear map from task units onto the input electrodes' ranges or ``task.input_windows_v``."""
     setup = loaded.setup
     names = loaded.config.task_inputs()
-    ranges = [
-        (electrode.min_v, electrode.max_v)
-        for electrode in (setup.electrodes[setup.electrode_index(n)] for n in names)
-    ]
+    windows = (loaded.config.task.input_windows_v if loaded.config.task else None) or {}
+    electrodes = [setup.electrodes[setup.electrode_index(n)] for n in names]
+    ranges = [windows.get(e.name, (e.min_v, e.max_v)) for e in electrodes]
     configured = loaded.config.task.input_range if loaded.config.task else None
     margin = loaded.config.task.margin_v if loaded.config.task else 0.0
     if configured is not None:
@@ -115,6 +117,20 @@ class TrainingOutcome:
     restarts: list[tuple[int, str]] = field(default_factory=list)
     stop_reason: str = ""
     device_seconds: float = 0.0
+    final_separation_noise_a: float = float("nan")
+
+    @property
+    def separation_in_noise(self) -> float:
+        """Final separation over its noise (the standard error of the difference of the two
+        case means that set it, from the block spread of their windows); NaN when unknown."""
+        noise = self.final_separation_noise_a
+        if not (math.isfinite(noise) and noise > 0):
+            return math.nan
+        return self.final_separation_a / noise
+
+    def solved_with_margin(self, multiple: float) -> bool:
+        """Solved, with a final separation of at least ``multiple`` times its noise."""
+        return self.solved and self.separation_in_noise >= multiple
 
     @property
     def solved(self) -> bool:
@@ -135,6 +151,9 @@ class TrainingOutcome:
             "stop_reason": self.stop_reason,
             "device_seconds": self.device_seconds,
             "solved": self.solved,
+            "final_separation_noise_a": (
+                None if math.isnan(self.final_separation_noise_a) else self.final_separation_noise_a
+            ),
         }
 
 
@@ -236,11 +255,12 @@ class Trainer:
                 self._message(f"{store.path}: every iteration is stored ({done}); evaluating")
                 return self._evaluate(str(done), device_offset, self._device.device_seconds)
             self._message(f"resuming at iteration {iteration} from {store.path}")
+            start_device = self._device.device_seconds
         else:
+            start_device = self._device.device_seconds  # what the start measures counts too
             method.start()
             # device time spent before the run (e.g. sampling a twin's data) counts too
             device_offset = float(getattr(method, "offline_device_seconds", 0.0))
-        start_device = self._device.device_seconds
         stop_reason = ""
         while True:
             if not self._controller.checkpoint():
@@ -252,8 +272,14 @@ class Trainer:
             )
             device_seconds = device_offset + self._device.device_seconds - start_device
             # decide what comes next before storing, so a resumed run continues exactly here
+            noise = observation.extra.get(SEPARATION_NOISE_KEY)
             reason = self._stop.check(
-                iteration + 1, observation.loss, observation.accuracy, device_seconds
+                iteration + 1,
+                observation.loss,
+                observation.accuracy,
+                device_seconds,
+                observation.separation_a,
+                None if noise is None else float(noise),
             )
             decided = method.advance(observation, iteration, stopping=reason is not None)
             record = IterationRecord(
@@ -306,13 +332,22 @@ class Trainer:
             if best.best_controls is not None
             else self._method.fallback_controls()
         )
+        sep_noise = float("nan")
         if self._device.is_shut_down:
             outputs = np.full(self._train.n_cases, np.nan)
             accuracy, sep, test_accuracy = float("nan"), float("nan"), None
         else:
-            outputs, _ = self._engine.measure_dc(self.operating_points(controls, self._train_volts))
+            homodyne = self._loaded.config.homodyne
+            final = measure_plateaus(
+                self._device,
+                self.operating_points(controls, self._train_volts),
+                window_s=homodyne.window_s,
+                settle_s=homodyne.settle_s,
+            )
+            outputs = final.means_a
             accuracy = threshold_accuracy(outputs, self._train.targets, direction=1).accuracy
             sep = separation(outputs, self._train.targets)
+            sep_noise = separation_noise(outputs, self._train.targets, final.block_sems_a)
             test_accuracy = None
             if self._task.split is not None and "test" in set(self._task.split):
                 test = self._task.subset("test")
@@ -332,6 +367,7 @@ class Trainer:
             restarts=list(self._method.restarts),
             stop_reason=stop_reason,
             device_seconds=device_offset + self._device.device_seconds - start_device,
+            final_separation_noise_a=sep_noise,
         )
 
     def _message(self, text: str) -> None:

@@ -3,7 +3,7 @@
 A configuration selects the method with::
 
     method:
-      name: hge            # hge (default) | finite_difference | spsa | genetic
+      name: hge            # hge (default) | screened_hge | finite_difference | spsa | genetic
       params: {}           # validated by the method's own model (see params.py)
 
 Every method runs inside the same loop (:class:`labctl.training.trainer.Trainer`): the same
@@ -26,6 +26,7 @@ from labctl.training.methods.params import (
     FiniteDifferenceParams,
     GeneticParams,
     HgeParams,
+    ScreenedHgeParams,
     SpsaParams,
     TwinHgeParams,
     TwinTransferParams,
@@ -161,6 +162,25 @@ register_method(
         "DNPU genetic algorithm: elites, rank selection, BLX-alpha-beta, decaying mutation",
         GeneticParams,
         _build_genetic,
+    )
+)
+
+
+def _build_screened_hge(context: MethodContext, params: BaseModel) -> TrainingMethod:
+    from labctl.training.methods.screened import ScreenedHgeMethod
+
+    assert isinstance(params, ScreenedHgeParams)
+    return ScreenedHgeMethod(context, params)
+
+
+register_method(
+    MethodSpec(
+        "screened_hge",
+        "HGE descent from the best of many short DC-screened random control sets; next-best "
+        "set on a stall; stops at a separation of k times its noise",
+        ScreenedHgeParams,
+        _build_screened_hge,
+        uses_homodyne=True,
     )
 )
 

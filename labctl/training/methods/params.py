@@ -115,3 +115,81 @@ class TwinTransferParams(TwinParams):
 
 class TwinHgeParams(TwinParams):
     """Train on the twin, then go on in materia with HGE from the twin's solution."""
+
+
+class ScreenedHgeParams(_Params):
+    """HGE descent from the best of many screened random control sets (``screened_hge``).
+
+    Screening: ``screen_sets`` random control sets, every case of every set one short DC
+    plateau (no tones), all in one record through the safe device; ranked by the configured
+    loss. Descent: HGE with the configured optimiser from the best set; a start that has not
+    improved for ``stall_patience`` iterations gives way to the next-best set (a fresh screen
+    when all ``candidates`` are used). The run counts as solved, and stops, at the first
+    iteration with 100 % accuracy and a separation of at least ``margin_noise_multiple`` times
+    its measured noise.
+    """
+
+    screen_sets: int = Field(
+        32, ge=1, le=10_000, description="Random control sets measured per screen."
+    )
+    screen_window_s: float = Field(
+        0.005, gt=0, le=10, description="DC averaging window per case while screening (s)."
+    )
+    screen_settle_s: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="Settling per screened plateau (s); default homodyne.settle_s.",
+    )
+    candidates: int = Field(
+        12, ge=1, le=10_000, description="Best screened sets kept as starts, best first."
+    )
+    stall_patience: int = Field(
+        6,
+        ge=1,
+        le=100_000,
+        description="Iterations without a relative improvement of run.stall_min_improvement "
+        "before the next start.",
+    )
+    start_iterations: int | None = Field(
+        12,
+        ge=1,
+        le=100_000,
+        description="Iterations a start gets to reach 100 % accuracy before the next start "
+        "(a start that is still improving slowly is predictably failing by then); null: only "
+        "the stall rule.",
+    )
+    margin_noise_multiple: float | None = Field(
+        5.0,
+        gt=0,
+        le=1e6,
+        description="Stop as solved once accuracy is 100 % and the separation is at least this "
+        "many times its noise (standard error of the difference of two case means); a "
+        "refinement of the accuracy hold, so off when run.accuracy_hold_iterations is null; "
+        "null: only the run section's stop rules.",
+    )
+    margin_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1e6,
+        description="Weight of a squared hinge on the separation added to the configured "
+        "loss, with its margin at margin_noise_multiple times the measured noise: it keeps "
+        "pulling after 100 % accuracy until that margin (0: the configured loss alone).",
+    )
+    max_step_v: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="Trust region: the longest control step (V, Euclidean) of one iteration; "
+        "null: the optimiser's step unchanged.",
+    )
+
+    @model_validator(mode="after")
+    def _candidates(self) -> ScreenedHgeParams:
+        if self.margin_weight > 0 and self.margin_noise_multiple is None:
+            raise ValueError("margin_weight > 0 needs margin_noise_multiple (the margin)")
+        if self.candidates > self.screen_sets:
+            raise ValueError(
+                f"candidates ({self.candidates}) cannot exceed screen_sets ({self.screen_sets})"
+            )
+        return self
