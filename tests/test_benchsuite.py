@@ -3,6 +3,9 @@ figures table is generated from bench/RESULTS.md and must match the README's blo
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,56 @@ def test_bench_smoke_writes_markdown_and_pngs(tmp_path: Path) -> None:
     block = readme_block_from(out / "RESULTS.md")
     assert block.startswith(README_START) and block.endswith(README_END)
     assert table in block
+
+
+PART_TABLES = {
+    # section title (or its start): the header of (one of) its tables, as printed
+    "Estimator variance vs the Cramér–Rao bound": "| noise | method | var/bound (mean) |",
+    "Parallel vs sequential HGE": "| Δf (Hz) | points | slope par/seq |",
+    "Device-seconds per gradient at equal error": "| N | method | device-s/gradient at 1 nA/V |",
+    "Per-gate training": "| device | gate | method |",
+    "Simulator speed and demodulation throughput": "| device model | × real time |",
+    "Headline figures": "| figure | measured | goal / published | met |",
+}
+
+
+@pytest.mark.slow
+def test_bench_quick_cli_prints_every_table_and_writes_the_markdown(tmp_path: Path) -> None:
+    """``labctl bench --quick`` as CI runs it: a subprocess, every part's table on stdout.
+
+    The run time (a few minutes on 2 cores) is measured in the benchmark notes, not asserted.
+    """
+    out = tmp_path / "quick"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from labctl.cli import main; sys.exit(main(sys.argv[1:]))",
+            "bench",
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    text = (out / "RESULTS.md").read_text(encoding="utf-8")
+    assert "- sizes: `quick`" in text
+    for title, header in PART_TABLES.items():
+        assert f"## {title}" in done.stdout, title
+        assert f"## {title}" in text, title
+        printed = done.stdout.split(f"## {title}", 1)[1]
+        assert header in printed, title
+        assert header in text, title
+    table = between(text, HEADLINE_START, HEADLINE_END)
+    assert table is not None
+    for name in ("crb", "parallel_vs_sequential", "gradient_cost", "training", "speed"):
+        assert (out / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    assert f"wrote {out / 'RESULTS.md'}" in done.stdout
 
 
 def _results_text() -> str:
@@ -116,3 +169,29 @@ def test_unavailable_method_is_reported_not_raised() -> None:
     assert method_available("hge") == (True, "")
     ok, why = method_available("no_such_method")
     assert not ok and why
+
+
+@pytest.mark.parametrize(("n_controls", "window_s"), [(20, 0.025), (20, 0.1), (40, 0.05)])
+def test_one_octave_plans_are_second_order_clean_within_the_slew_budget(
+    n_controls: int, window_s: float
+) -> None:
+    from labctl.benchsuite.cost import FD_WIDE_STEP_V, octave_frequencies, slew_amplitudes
+    from labctl.homodyne.plan import validate_frequencies
+
+    freqs = octave_frequencies(n_controls, window_s)
+    assert freqs is not None and len(freqs) == n_controls
+    assert max(freqs) < 2 * min(freqs)  # one octave: sums above, differences below
+    plan = validate_frequencies(
+        freqs, 10_000, window_s, mains_hz=(), max_order=2, min_samples_per_period=2
+    )
+    assert plan.collisions() == []
+    amplitudes = slew_amplitudes(freqs, 200.0)
+    for f, a in zip(freqs, amplitudes, strict=True):
+        assert 2 * math.pi * f * a <= 200.0 * (1 + 1e-12)
+        assert 0 < a <= FD_WIDE_STEP_V
+
+
+def test_one_octave_plan_refused_above_the_amplifier_band() -> None:
+    from labctl.benchsuite.cost import octave_frequencies
+
+    assert octave_frequencies(40, 0.025) is None  # 40 bins of 40 Hz from 1.6 kHz: to 3.16 kHz

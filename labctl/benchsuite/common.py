@@ -31,6 +31,9 @@ class SuiteSize:
     """How much each part measures (``smoke`` for tests, ``quick`` for CI, ``full`` for the
     committed results).
 
+    ``quick`` runs in about 3 minutes on 2 busy cores (CI's limit is 5); ``full`` in about 20
+    (the training part dominates both: every method on every device and gate, in processes).
+
     Attributes:
         name: ``smoke``, ``quick`` or ``full``.
         crb_windows: Monte-Carlo windows of the bare demodulator check.
@@ -92,11 +95,11 @@ SIZES: dict[str, SuiteSize] = {
         crb_repeats=100,
         pvs_points=60,
         cost_sizes=(5, 10, 20),
-        cost_points=3,
+        cost_points=2,
         cost_repeats=1,
-        training_gates=("AND", "XOR"),
-        training_runs=2,
-        training_device_s=150.0,
+        training_gates=("AND",),
+        training_runs=1,
+        training_device_s=100.0,
         speed_seconds=2.0,
     ),
     "full": SuiteSize(
@@ -108,8 +111,8 @@ SIZES: dict[str, SuiteSize] = {
         cost_points=8,
         cost_repeats=2,
         training_gates=ALL_GATES,
-        training_runs=3,
-        training_device_s=600.0,
+        training_runs=2,
+        training_device_s=300.0,
         speed_seconds=5.0,
     ),
 }

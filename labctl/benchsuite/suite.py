@@ -125,7 +125,11 @@ def run_suite(
     parts: Sequence[str] | None = None,
     command: str | None = None,
 ) -> Path:
-    """Run the parts (default all), write ``out_dir/RESULTS.md`` and the figures; its path."""
+    """Run the parts (default all), write ``out_dir/RESULTS.md`` and the figures; its path.
+
+    Each part's Markdown (its tables) goes to ``log`` as soon as the part ends, and the headline
+    table at the end, so a console or CI log shows every table even if a later part fails.
+    """
     chosen = list(parts) if parts else list(PARTS)
     unknown = [p for p in chosen if p not in PARTS]
     if unknown:
@@ -141,10 +145,16 @@ def run_suite(
             log(f"== {key}")
             section = PARTS[key](size, figures, log)
             log(f"== {key}: {section.wall_s:.0f} s")
+            log("\n".join([f"## {section.title}", "", *section.lines]))
             sections.append(section)
     text = render(sections, size, command, git_commit(), time.perf_counter() - start)
     path = out_dir / RESULTS_NAME
     path.write_text(text, encoding="utf-8")
+    log(
+        "\n".join(
+            ["## Headline figures", "", *headline_table([h for s in sections for h in s.headline])]
+        )
+    )
     return path
 
 
