@@ -90,6 +90,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate each configuration file; report every problem."""
     status = EXIT_OK
     for path in args.config:
+        from labctl.sweep.spec import SweepSpecError, describe_sweep_file, is_sweep_file
+
+        if is_sweep_file(Path(path)):  # a sweep file (labctl sweep): every grid point validated
+            try:
+                print(describe_sweep_file(Path(path)))
+            except SweepSpecError as exc:
+                print(str(exc), file=sys.stderr)
+                status = EXIT_BAD_INPUT
+            continue
         try:
             loaded = _load(path, plan=True)
         except ConfigError as exc:
@@ -375,6 +384,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``labctl sweep``: a grid of training runs in parallel (see :mod:`labctl.sweep`)."""
+    from labctl.sweep.cli import cmd_sweep as sweep
+
+    return sweep(args)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a run's iterations to HDF5 or CSV."""
     from labctl.run.export import export_run
@@ -575,6 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="regenerate the paper's key figures on the simulator")
     add_reproduce_arguments(p)
     p.set_defaults(func=cmd_reproduce)
+
+    from labctl.sweep.cli import add_arguments as add_sweep_arguments
+
+    p = sub.add_parser("sweep", help="a grid of training runs in parallel, with a summary table")
+    add_sweep_arguments(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("export", help="export a run to HDF5 or CSV")
     p.add_argument("run_dir", help="run directory")

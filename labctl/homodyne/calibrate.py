@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,14 +132,27 @@ def measure_chain_response(
 
 
 def save_calibration(path: Path, response: ChainResponse, loaded: LoadedConfig) -> None:
-    """Write the calibration and the settings it is valid for as JSON."""
+    """Write the calibration and the settings it is valid for as JSON.
+
+    Atomic: the document goes to a temporary file beside ``path`` that then replaces it, so a
+    reader (another run, a crash) sees the old file or the complete new one, never part of one.
+    """
     document = {
         "labctl_calibration": 1,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "setup": setup_fingerprint(loaded),
         "response": response.to_dict(),
     }
-    path.write_text(json.dumps(document, indent=2))
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with open(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(document, indent=2))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_calibration(path: Path, loaded: LoadedConfig) -> ChainResponse:
