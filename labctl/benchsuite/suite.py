@@ -138,6 +138,7 @@ def run_suite(
     figures.mkdir(parents=True, exist_ok=True)
     command = command or shlex.join(["labctl", "bench", *sys.argv[2:]])
     start = time.perf_counter()
+    commit = git_commit()  # before the parts write their figures into a tracked bench/
     sections = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlanWarning)  # explicit plans are accepted on purpose
@@ -147,7 +148,7 @@ def run_suite(
             log(f"== {key}: {section.wall_s:.0f} s")
             log("\n".join([f"## {section.title}", "", *section.lines]))
             sections.append(section)
-    text = render(sections, size, command, git_commit(), time.perf_counter() - start)
+    text = render(sections, size, command, commit, time.perf_counter() - start)
     path = out_dir / RESULTS_NAME
     path.write_text(text, encoding="utf-8")
     log(

@@ -294,6 +294,7 @@ def reproduce(size: ReproduceSize, out_dir: Path, log: Log, command: str) -> Pat
     figures = out_dir / FIGURES_DIR
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    commit = git_commit()  # before the figures are written into a tracked bench/
     body: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlanWarning)
@@ -310,7 +311,7 @@ def reproduce(size: ReproduceSize, out_dir: Path, log: Log, command: str) -> Pat
         "Nat. Commun. (2025), DOI 10.1038/s41467-025-65155-7.",
         "",
         f"- command: `{command}`",
-        f"- commit: `{git_commit()}`",
+        f"- commit: `{commit}`",
         f"- machine: {machine_line()}",
         f"- size: `{size.name}`; wall time {time.perf_counter() - start:.0f} s",
         "",

@@ -135,7 +135,7 @@ def ensure_calibration(
     # calibration never writes next to the configuration, which parallel runs of one config
     # would race for. `labctl calibrate` makes a calibration that later runs reuse.
     engine.set_calibration(response)
-    return "calibrated at start (kept with the run)"
+    return "calibrated at start, kept with the run"
 
 
 def train_to_end(loaded: LoadedConfig) -> TrainingRun:
