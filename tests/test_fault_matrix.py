@@ -275,3 +275,35 @@ def test_disk_full_message_says_the_disk_is_full(disk_config: Path) -> None:
     assert "cannot rollback" not in proc.stderr + summary
     assert "the disk may be full" in proc.stderr
     assert "labctl train --resume" in proc.stderr
+
+
+@pytest.mark.parametrize(("fault", "words"), [("nan", "NaN or inf samples"),
+                                              ("underflow", "AO buffer underflow")])  # fmt: skip
+def test_fault_in_the_screening_record_of_screened_hge(
+    faulty: Path, fault: str, words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default method's first record is its DC screen: a fault there fails the run safely
+    (electrodes at 0 V, nothing stored), and the resumed run screens again and finishes."""
+    tmp = faulty.parent
+    data = yaml.safe_load(faulty.read_text())
+    data["method"] = {"name": "screened_hge", "params": {}}
+    faulty.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setattr(FaultyInstrument, "at_record", 1)
+    FaultyInstrument.fault = fault
+    run = new_run(parse_config(faulty.read_text(), source=faulty))
+    assert _run(run) == "failed"
+    store = RunStore.open(run.store.path, read_only=True)
+    try:
+        assert store.iteration_count() == 0
+        assert words in json.dumps(store.summary())
+    finally:
+        store.close()
+    assert _held_v(tmp / "bench.json") == [0.0] * 7
+    FaultyInstrument.fault = "none"
+    assert _run(resume_run(run.store.path)) == "finished"
+    store = RunStore.open(run.store.path, read_only=True)
+    try:
+        assert store.iteration_count() == BUDGET
+    finally:
+        store.close()
+    assert _held_v(tmp / "bench.json") == [0.0] * 7

@@ -18,14 +18,9 @@ from labctl.run.store import RunStore
 from labctl.training.baselines import block_sem, measure_plateaus
 from labctl.training.losses import get_loss, separation_margin
 from labctl.training.methods.base import MethodContext
-from labctl.training.methods.screened import (
-    ScreenedHgeMethod,
-    screen,
-    short_tour,
-    trust_region_step,
-)
+from labctl.training.methods.screened import ScreenedHgeMethod, screen, short_tour
 from labctl.training.metrics import separation_noise
-from labctl.training.optimisers import Adam, StopCriteria, StopReason
+from labctl.training.optimisers import Adam, StopCriteria, StopReason, trust_region_step
 from labctl.training.session import execute, new_run
 from labctl.training.trainer import Trainer
 from tests.conftest import CONFIGS

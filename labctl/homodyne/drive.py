@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 from labctl.device.checks import ramp_length
 
 if TYPE_CHECKING:  # the safe device only annotates here
+    from labctl.device import Acquisition
     from labctl.device.safety import SafeDevice
 
 FloatArray = NDArray[np.float64]
@@ -509,3 +510,17 @@ def device_drive(
         fade_periods=fade_periods,
         dc_ramp_v_per_s=limits.ramp_v_per_s,
     )
+
+
+def finite_record(acquisition: Acquisition) -> FloatArray:
+    """The acquisition's current record, refused when any sample is NaN or infinite."""
+    record = acquisition.current_a
+    bad = int(np.count_nonzero(~np.isfinite(record)))
+    if bad:
+        raise ValueError(
+            f"the readout returned {bad} NaN or inf samples in a record of {record.size}: the "
+            "readout instrument or its connection failed (nothing can be demodulated from that). "
+            "Check the amplifier, the ADC wiring and the readout instrument, then measure again "
+            "(labctl train --resume RUN_DIR continues a run)"
+        )
+    return record

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from labctl.config import HomodyneConfig, SetupConfig
-from labctl.device import Acquisition, FloatArray
+from labctl.device import FloatArray
 from labctl.device.safety import SafeDevice
 from labctl.homodyne.calibration import ChainResponse, project_with_errors, sign_by_phase
 from labctl.homodyne.demod import ToneFit, boxcar_demodulate, fit_tones, local_noise_stderr
-from labctl.homodyne.drive import Drive, ToneSet, device_drive
+from labctl.homodyne.drive import Drive, ToneSet, device_drive, finite_record
 from labctl.homodyne.fd_errors import fit_noise_model
 from labctl.homodyne.hardware import LockinBank, LockinReading
 from labctl.homodyne.lockin import StreamingLockIn
@@ -338,7 +338,7 @@ class GradientEngine:
         points = np.atleast_2d(np.asarray(operating_points_v, dtype=np.float64))
         drive = self._drive(points, tones=None)
         acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
-        _finite_record(acquisition)
+        finite_record(acquisition)
         if acquisition.current_a.shape[0] == 0:
             raise ValueError(
                 "this setup has no sampled readout (setup.roles.sampled_readout), so the DC "
@@ -354,7 +354,7 @@ class GradientEngine:
         tones = self.tone_set()
         drive = self._drive(points, tones)
         acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
-        _finite_record(acquisition)
+        finite_record(acquisition)
         record = acquisition.current_a[0]
         saturated = bool(acquisition.saturated.any())
         lockin = None
@@ -388,7 +388,7 @@ class GradientEngine:
             tones = self.tone_set(only=k)
             drive = self._drive(points, tones)
             acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
-            _finite_record(acquisition)
+            finite_record(acquisition)
             records.append(acquisition.current_a)
             saturated |= bool(acquisition.saturated.any())
             for case, window in enumerate(drive.windows):
@@ -461,7 +461,7 @@ class GradientEngine:
         self._check_points(plateau_array, margin=np.zeros(n))
         drive = self._drive(plateau_array, tones=None)
         acquisition = self._device.apply(drive.waveform_v, drive.sample_rate_hz)
-        _finite_record(acquisition)
+        finite_record(acquisition)
         record = acquisition.current_a[0]
         means = np.array([drive.window_samples(record, c).mean() for c in range(len(plateaus))])
         difference_se = _fd_difference_stderr(record, drive, self._rate)
@@ -650,20 +650,6 @@ def _fd_difference_stderr(
         return math.sqrt(max(model.difference_variance_a2(length, separation), 0.0))
 
     return stderr
-
-
-def _finite_record(acquisition: Acquisition) -> FloatArray:
-    """The acquisition's current record, refused when any sample is NaN or infinite."""
-    record = acquisition.current_a
-    bad = int(np.count_nonzero(~np.isfinite(record)))
-    if bad:
-        raise ValueError(
-            f"the readout returned {bad} NaN or inf samples in a record of {record.size}: the "
-            "readout instrument or its connection failed (nothing can be demodulated from that). "
-            "Check the amplifier, the ADC wiring and the readout instrument, then measure again "
-            "(labctl train --resume RUN_DIR continues a run)"
-        )
-    return record
 
 
 def _fit_from_lockins(

@@ -30,7 +30,7 @@ import numpy as np
 
 from labctl.device import FloatArray
 from labctl.device.safety import SafeDevice
-from labctl.homodyne.drive import device_drive
+from labctl.homodyne.drive import Drive, device_drive, finite_record
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,28 @@ def block_sem(window: FloatArray, n_blocks: int = NOISE_BLOCKS) -> float:
     return float(blocks.std(ddof=1) / math.sqrt(n_blocks))
 
 
+def play_dc_record(device: SafeDevice, drive: Drive) -> tuple[FloatArray, float, bool]:
+    """Play a DC-plateau record through the safe device.
+
+    Returns the output current record (A), the device time it used (s, ramps and settling
+    included) and whether it hit the amplifier or ADC limit.
+
+    Raises:
+        ValueError: The setup has no sampled readout, or the record holds NaN or inf samples
+            (the readout failed: nothing can be measured from it).
+    """
+    start = device.device_seconds
+    acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
+    used = device.device_seconds - start
+    if acquisition.current_a.shape[0] == 0:
+        raise ValueError(
+            "this setup has no sampled readout (setup.roles.sampled_readout), so the DC "
+            "output current cannot be measured; lock-ins read only their tones"
+        )
+    record = finite_record(acquisition)[0]
+    return record, used, bool(acquisition.saturated.any())
+
+
 def measure_plateaus(
     device: SafeDevice, plateaus_v: FloatArray, *, window_s: float, settle_s: float
 ) -> PlateauMeasurement:
@@ -86,15 +108,7 @@ def measure_plateaus(
     """
     plateaus = np.atleast_2d(np.asarray(plateaus_v, dtype=np.float64))
     drive = device_drive(device, plateaus, None, window_s, settle_s)
-    start = device.device_seconds
-    acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
-    used = device.device_seconds - start
-    if acquisition.current_a.shape[0] == 0:
-        raise ValueError(
-            "this setup has no sampled readout (setup.roles.sampled_readout), so the DC "
-            "output current cannot be measured; lock-ins read only their tones"
-        )
-    record = acquisition.current_a[0]
+    record, used, saturated = play_dc_record(device, drive)
     windows = [drive.window_samples(record, c) for c in range(len(plateaus))]
     means = np.array([w.mean() for w in windows])
     sems = np.array([w.std(ddof=1) / math.sqrt(w.size) if w.size > 1 else np.nan for w in windows])
@@ -103,7 +117,7 @@ def measure_plateaus(
         sems_a=sems,
         record_a=record,
         device_seconds=used,
-        saturated=bool(acquisition.saturated.any()),
+        saturated=saturated,
         block_sems_a=np.array([block_sem(w) for w in windows]),
     )
 
@@ -208,15 +222,7 @@ def spsa_gradient(
     plateaus[1::2, indices] -= perturbation_v * deltas
 
     drive = device_drive(device, plateaus, None, window_s, settle_s)
-    start = device.device_seconds
-    acquisition = device.apply(drive.waveform_v, drive.sample_rate_hz)
-    used = device.device_seconds - start
-    if acquisition.current_a.shape[0] == 0:
-        raise ValueError(
-            "this setup has no sampled readout (setup.roles.sampled_readout), so the DC "
-            "output current cannot be measured; lock-ins read only their tones"
-        )
-    record = acquisition.current_a[0]
+    record, used, saturated = play_dc_record(device, drive)
     means = np.array([drive.window_samples(record, c).mean() for c in range(2 * n_pairs)])
     currents = means.reshape(n_pairs, 2)
     pair_gradients = ((currents[:, 0] - currents[:, 1]) / (2 * perturbation_v))[:, None] * deltas
@@ -225,7 +231,6 @@ def spsa_gradient(
         stderr = pair_gradients.std(axis=0, ddof=1) / math.sqrt(n_pairs)
     else:
         stderr = np.full(len(indices), np.nan)
-    saturated = bool(acquisition.saturated.any())
     if saturated:
         log.warning("SPSA record saturated the amplifier or ADC; the estimate is unreliable")
     return SpsaResult(

@@ -233,6 +233,17 @@ def make_optimiser(name: str, **params: float | bool) -> Optimiser:
     return cls(**params)
 
 
+def trust_region_step(
+    current_v: FloatArray, proposed_v: FloatArray, max_step_v: float
+) -> FloatArray:
+    """``proposed_v`` pulled back along the step so that ``|step| ≤ max_step_v`` (V)."""
+    step = np.asarray(proposed_v, dtype=np.float64) - current_v
+    norm = float(np.linalg.norm(step))
+    if norm <= max_step_v or norm == 0.0:
+        return np.asarray(proposed_v, dtype=np.float64)
+    return current_v + step * (max_step_v / norm)
+
+
 def project_to_box(params: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> FloatArray:
     """Clip ``params`` element-wise into ``[lower, upper]`` (V); returns a new array.
 

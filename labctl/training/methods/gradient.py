@@ -31,7 +31,24 @@ from labctl.training.optimisers import (
     make_optimiser,
     project_to_box,
     set_generator_state,
+    trust_region_step,
 )
+
+
+def descent_step(
+    optimiser: Optimiser,
+    controls_v: FloatArray,
+    gradient: FloatArray,
+    lower_v: FloatArray,
+    upper_v: FloatArray,
+    max_step_v: float | None = None,
+) -> FloatArray:
+    """The optimiser's step from ``controls_v`` along dL/dV ``gradient``, shortened to at most
+    ``max_step_v`` (V, a trust region; None: no limit) and projected into ``[lower_v, upper_v]``."""
+    proposed = optimiser.step(controls_v, gradient)
+    if max_step_v is not None:
+        proposed = trust_region_step(controls_v, proposed, max_step_v)
+    return project_to_box(proposed, lower_v, upper_v)
 
 
 @dataclass
@@ -296,8 +313,10 @@ class GradientDescentMethod:
                 next_restart += 1
             else:
                 assert self._dloss_dx is not None
-                next_controls = project_to_box(
-                    self._optimiser.step(controls, self._dloss_dx @ observation.gradients_a_per_v),
+                next_controls = descent_step(
+                    self._optimiser,
+                    controls,
+                    self._dloss_dx @ observation.gradients_a_per_v,
                     self._lower,
                     self._upper,
                 )

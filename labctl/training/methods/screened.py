@@ -41,6 +41,7 @@ from labctl.run.store import IterationRecord
 from labctl.training.baselines import measure_plateaus
 from labctl.training.losses import NANOAMPERE, LossFunction, separation_margin
 from labctl.training.methods.base import MethodContext, Observation
+from labctl.training.methods.gradient import descent_step
 from labctl.training.methods.params import ScreenedHgeParams
 from labctl.training.metrics import separation, threshold_accuracy
 from labctl.training.optimisers import (
@@ -143,17 +144,6 @@ def short_tour(points: FloatArray) -> list[int]:
         distances = np.max(np.abs(points[left] - here), axis=1)
         tour.append(left.pop(int(np.argmin(distances))))
     return tour
-
-
-def trust_region_step(
-    current_v: FloatArray, proposed_v: FloatArray, max_step_v: float
-) -> FloatArray:
-    """``proposed_v`` pulled back along the step so that ``|step| ≤ max_step_v`` (V)."""
-    step = np.asarray(proposed_v, dtype=np.float64) - current_v
-    norm = float(np.linalg.norm(step))
-    if norm <= max_step_v or norm == 0.0:
-        return np.asarray(proposed_v, dtype=np.float64)
-    return current_v + step * (max_step_v / norm)
 
 
 class ScreenedHgeMethod:
@@ -288,12 +278,14 @@ class ScreenedHgeMethod:
             self._start_solved = False
         elif not stopping:
             assert self._dloss_dx is not None
-            proposed = self._optimiser.step(
-                controls, self._dloss_dx @ observation.gradients_a_per_v
+            next_controls = descent_step(
+                self._optimiser,
+                controls,
+                self._dloss_dx @ observation.gradients_a_per_v,
+                self._lower,
+                self._upper,
+                self._params.max_step_v,
             )
-            if self._params.max_step_v is not None:
-                proposed = trust_region_step(controls, proposed, self._params.max_step_v)
-            next_controls = project_to_box(proposed, self._lower, self._upper)
         self._controls, self._restart_index = next_controls, next_restart
         return {
             "next_controls_v": [float(v) for v in next_controls],
